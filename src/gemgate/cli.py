@@ -1,0 +1,273 @@
+"""The command line: ``gemgate serve``, ``gemgate keys ...``, ``gemgate usage``, ``gemgate models``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import sys
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gemgate.billing import NANOS_PER_USD, format_usd
+from gemgate.settings import CONFIG_ENV, ConfigError, Settings
+from gemgate.store import make_engine, migrate
+from gemgate.store import keys as key_store
+from gemgate.store import usage as usage_store
+
+app = typer.Typer(help="gemgate: a self-hosted LLM API gateway speaking Gemini's REST protocol.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list, revoke and top up API keys.", no_args_is_help=True)
+models_app = typer.Typer(help="The models this gateway serves.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help=f"Config file (TOML); default ${CONFIG_ENV}, else the embedded default.")]
+
+
+def _settings(config: str | None) -> Settings:
+    try:
+        return Settings.load(config)
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _engine(config: str | None) -> Any:
+    engine = make_engine(_settings(config).database.url)
+    migrate(engine)
+    return engine
+
+
+def _usd_to_nanos(text: str) -> int:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise typer.BadParameter(f"not a decimal amount: {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise typer.BadParameter("the amount must be a non-negative number")
+    return int((value * NANOS_PER_USD).to_integral_value())
+
+
+def _parse_when(text: str, name: str) -> datetime:
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{name} must be an ISO date or date-time, got {text!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default 8080).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes sharing the port.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Start the gateway."""
+    import uvicorn
+
+    settings = _settings(config)
+    if config:
+        # Worker processes build their own app from the same file.
+        os.environ[CONFIG_ENV] = os.path.abspath(config)
+    engine = make_engine(settings.database.url)
+    migrate(engine)
+    no_keys = not key_store.list_keys(engine)
+    engine.dispose()
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    bind_host = host or settings.server.host
+    bind_port = port or settings.server.port
+    n = workers or settings.server.workers
+    err.print(f"gemgate: {settings.source}; database {make_engine(settings.database.url).url.render_as_string()}")
+    err.print(f"gemgate: models {', '.join(m.id for m in settings.models) or '(none)'}")
+    if no_keys:
+        err.print(
+            "gemgate: no API keys yet. Create one with:  [bold]gemgate keys create NAME[/bold]"
+            + (f" --config {config}" if config else "")
+        )
+    err.print(f"gemgate: listening on http://{bind_host}:{bind_port}")
+    common: dict[str, Any] = {
+        "host": bind_host,
+        "port": bind_port,
+        "log_level": log_level,
+        "access_log": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+        "http": "httptools",
+        "loop": "uvloop",
+    }
+    if n > 1:
+        uvicorn.run("gemgate.app:create_app", factory=True, workers=n, **common)
+    else:
+        from gemgate.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    models: Annotated[list[str] | None, typer.Option("--models", help="A model id the key may use (repeat); default all.")] = None,
+    expires: Annotated[str | None, typer.Option(help="Expiry, ISO date or date-time (UTC if no zone).")] = None,
+    budget_usd: Annotated[str | None, typer.Option("--budget-usd", help="Budget in USD; default none.")] = None,
+    allow_ip: Annotated[list[str] | None, typer.Option("--allow-ip", help="An address or CIDR the key may be used from (repeat).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a key. The key is printed once, as the last line, and never shown again."""
+    expires_at = _parse_when(expires, "--expires") if expires else None
+    budget = _usd_to_nanos(budget_usd) if budget_usd is not None else None
+    engine = _engine(config)
+    try:
+        plain, record = key_store.create_key(
+            engine, name, models=models or None, allowed_ips=allow_ip or None,
+            expires_at=expires_at, budget_nanos=budget,
+        )
+    except key_store.KeyError_ as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    err.print(f"Created key [bold]{record.name}[/bold] ({record.prefix}...). Store it now; it is not shown again:")
+    print(plain)
+
+
+@keys_app.command("list")
+def keys_list(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List keys (never the keys themselves: only their prefix)."""
+    records = key_store.list_keys(_engine(config))
+    rows = [
+        {
+            "name": r.name,
+            "prefix": r.prefix,
+            "models": list(r.models) if r.models is not None else None,
+            "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+            "revoked": r.revoked_at is not None,
+            "budget_usd": format_usd(r.budget_nanos) if r.budget_nanos is not None else None,
+            "spent_usd": format_usd(r.spent_nanos),
+        }
+        for r in records
+    ]
+    if as_json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table("name", "prefix", "models", "expires", "status", "budget USD", "spent USD")
+    for row in rows:
+        table.add_row(
+            row["name"], row["prefix"] + "...", ", ".join(row["models"]) if row["models"] else "all",
+            row["expires_at"] or "never", "revoked" if row["revoked"] else "active",
+            row["budget_usd"] or "-", row["spent_usd"],
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name_or_prefix: str, config: ConfigOpt = None) -> None:
+    """Revoke a key by name or prefix; a running gateway refuses it at once."""
+    try:
+        record = key_store.revoke_key(_engine(config), name_or_prefix)
+    except key_store.KeyError_ as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    print(f"revoked {record.name} ({record.prefix}...)")
+
+
+@keys_app.command("top-up")
+def keys_top_up(name_or_prefix: str, usd: str, config: ConfigOpt = None) -> None:
+    """Add USD to a key's budget."""
+    try:
+        record = key_store.top_up(_engine(config), name_or_prefix, _usd_to_nanos(usd))
+    except key_store.KeyError_ as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    assert record.budget_nanos is not None
+    print(f"{record.name}: budget {format_usd(record.budget_nanos)} USD, spent {format_usd(record.spent_nanos)} USD")
+
+
+# --- usage ----------------------------------------------------------------------------------
+
+
+@app.command()
+def usage(
+    key: Annotated[str | None, typer.Option(help="Only this key (by name).")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this ISO date/time (inclusive).")] = None,
+    until: Annotated[str | None, typer.Option(help="Until this ISO date/time (exclusive).")] = None,
+    group_by: Annotated[str | None, typer.Option("--group-by", help="day, model or key.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    config: ConfigOpt = None,
+) -> None:
+    """Usage and cost from the ledger."""
+    if group_by not in (None, "day", "model", "key"):
+        raise typer.BadParameter("--group-by must be day, model or key")
+    if fmt not in ("table", "csv", "json"):
+        raise typer.BadParameter("--format must be table, csv or json")
+    rows = usage_store.report(
+        _engine(config), key=key, model=model,
+        since=_parse_when(since, "--since") if since else None,
+        until=_parse_when(until, "--until") if until else None,
+        group_by=group_by,
+    )
+    for row in rows:
+        row["cost_usd"] = format_usd(row["cost_nanos"])
+    if fmt == "json":
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    columns = ([group_by] if group_by else []) + [
+        "requests", "prompt_tokens", "cached_tokens", "tool_use_prompt_tokens", "thoughts_tokens",
+        "output_text", "output_image", "output_audio", "total_tokens", "interrupted", "estimated", "cost_usd",
+    ]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    Console().print(table)
+
+
+# --- models, db -----------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list(config: ConfigOpt = None) -> None:
+    """The models the config deploys, with their provider and upstream model."""
+    settings = _settings(config)
+    table = Table("id", "aliases", "provider", "upstream model")
+    for m in settings.models:
+        table.add_row(m.id, ", ".join(m.aliases), m.provider, m.upstream_model)
+    Console().print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Create or migrate the database schema to the newest revision."""
+    _engine(config)
+    print("database is up to date")
+
+
+def main() -> None:
+    app()

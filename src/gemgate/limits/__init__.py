@@ -1,0 +1,1 @@
+"""Budgets and limits: memory.py for one process, redis.py shared across replicas."""

@@ -1,0 +1,1 @@
+"""The request pipeline: authenticate, authorize, route, admit, call, meter, settle."""

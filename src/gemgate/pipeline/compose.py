@@ -1,0 +1,199 @@
+"""The stages composed: admit -> call upstream -> meter -> settle, for each kind of call.
+
+Doors authenticate, authorize and route (they own the protocol details of those answers),
+then hand the call here. Every call that passes admission ends with exactly one usage
+record, whether it succeeds, fails, or its client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gemgate.billing import worst_case_nanos
+from gemgate.errors import GatewayError
+from gemgate.limits.memory import Reservation
+from gemgate.pipeline.context import RequestContext
+from gemgate.pipeline.meter import Metered, StreamMeter, estimated_metadata, meter
+from gemgate.pipeline.route import Route
+from gemgate.pipeline.settle import Budgets, Outcome, Settler
+from gemgate.providers.base import Chunk, Reply, UpstreamCall
+from gemgate.tokens import TokenCounter
+
+# Requests with less text than this are counted inline; larger ones in a worker thread.
+INLINE_COUNT_CHARS = 4096
+
+
+def _finishes(chunk: Chunk) -> bool:
+    """Whether this chunk ends the answer (so the ledger must commit before it is sent)."""
+    data = chunk.json()
+    feedback = data.get("promptFeedback")
+    if isinstance(feedback, dict) and feedback.get("blockReason"):
+        return True
+    candidates = data.get("candidates")
+    if not isinstance(candidates, list):
+        return False
+    return any(isinstance(c, dict) and c.get("finishReason") for c in candidates)
+
+
+def _reply_text(data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for cand in data.get("candidates") or ():
+        for part in ((cand or {}).get("content") or {}).get("parts") or ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+    return "".join(parts)
+
+
+def _text_size(request: dict[str, Any]) -> int:
+    size = 0
+    for content in request.get("contents") or ():
+        for part in content.get("parts") or ():
+            size += len(part.get("text") or "")
+            if "inlineData" in part:
+                return INLINE_COUNT_CHARS + 1
+    return size
+
+
+class Pipeline:
+    def __init__(self, *, budgets: Budgets, settler: Settler, counter: TokenCounter) -> None:
+        self.budgets = budgets
+        self.settler = settler
+        self.counter = counter
+
+    # --- admit -------------------------------------------------------------------------
+
+    async def prompt_tokens(self, request: dict[str, Any]) -> int:
+        if _text_size(request) <= INLINE_COUNT_CHARS:
+            return self.counter.count_request(request).total
+        return (await self.counter.count_request_async(request)).total
+
+    async def admit(
+        self, ctx: RequestContext, route: Route, request: dict[str, Any], *, max_output: int | None
+    ) -> Reservation | None:
+        """Reserve the request's worst-case cost against its key's budget."""
+        key = ctx.key
+        if key is None or key.budget_nanos is None:
+            return None
+        prompt = await self.prompt_tokens(request)
+        if max_output is None:
+            cfg = request.get("generationConfig") or {}
+            max_output = cfg.get("maxOutputTokens") or route.info.output_token_limit
+            max_output *= cfg.get("candidateCount") or 1
+        nanos = worst_case_nanos(prompt, max_output, route.price)
+        return await self.budgets.reserve(key, nanos)
+
+    # --- meter ---------------------------------------------------------------------------
+
+    async def _estimate(self, route: Route, request: dict[str, Any], output_tokens: int) -> Metered:
+        prompt = await self.prompt_tokens(request)
+        return meter(estimated_metadata(prompt, output_tokens), route.price, estimated=True)
+
+    async def _meter_reply(self, route: Route, call: UpstreamCall, reply: Reply) -> Metered:
+        if reply.usage is not None:
+            return meter(reply.usage, route.price)
+        output = self.counter.count_text(_reply_text(reply.json()))
+        return await self._estimate(route, call.request, output)
+
+    # --- calls ---------------------------------------------------------------------------
+
+    async def _unary(self, ctx: RequestContext, route: Route, call: UpstreamCall, embed: bool) -> tuple[Reply, Metered]:
+        reservation = await self.admit(ctx, route, call.request, max_output=0 if embed else None)
+        try:
+            if embed:
+                reply = await route.provider.embed(call)
+            else:
+                reply = await route.provider.generate(call)
+        except GatewayError as exc:
+            await self.settler.settle(
+                ctx, reservation, meter(None, route.price),
+                Outcome("error", exc.code, error=exc.message),
+            )
+            raise
+        except asyncio.CancelledError:
+            # The client went away while the upstream worked; nothing was delivered.
+            metered = await self._estimate(route, call.request, 0)
+            self.settler.settle_in_background(
+                ctx, reservation, metered, Outcome("interrupted", 499, interrupted=True)
+            )
+            raise
+        if embed:
+            metered = await self._estimate(route, self._embed_request(call.request), 0)
+        else:
+            metered = await self._meter_reply(route, call, reply)
+        await self.settler.settle(ctx, reservation, metered, Outcome("ok"))
+        return reply, metered
+
+    async def generate(self, ctx: RequestContext, route: Route, call: UpstreamCall) -> tuple[Reply, Metered]:
+        return await self._unary(ctx, route, call, embed=False)
+
+    async def embed(self, ctx: RequestContext, route: Route, call: UpstreamCall) -> tuple[Reply, Metered]:
+        return await self._unary(ctx, route, call, embed=True)
+
+    @staticmethod
+    def _embed_request(request: dict[str, Any]) -> dict[str, Any]:
+        if "requests" in request:
+            return {"contents": [r.get("content") or {} for r in request["requests"]]}
+        return {"contents": [request.get("content") or {}]}
+
+    async def stream(self, ctx: RequestContext, route: Route, call: UpstreamCall) -> AsyncIterator[Chunk]:
+        """Relay the upstream stream chunk by chunk; the chunk that finishes the answer is
+        held until the usage record is committed. Closing this iterator early (the client
+        went away) cancels the upstream call and records what was generated."""
+        ctx.streamed = True
+        reservation = await self.admit(ctx, route, call.request, max_output=None)
+        tracker = StreamMeter(self.counter)
+        upstream = route.provider.stream(call)
+        settled = False
+        held: Chunk | None = None
+        try:
+            async for chunk in upstream:
+                tracker.see(chunk)
+                if held is not None:
+                    ctx.mark_first_byte()
+                    yield held
+                    held = None
+                if _finishes(chunk):
+                    held = chunk
+                else:
+                    ctx.mark_first_byte()
+                    yield chunk
+            metered = await self._stream_metered(route, call, tracker)
+            settled = True
+            await self.settler.settle(ctx, reservation, metered, Outcome("ok"))
+            if held is not None:
+                ctx.mark_first_byte()
+                yield held
+        except GatewayError as exc:
+            if not settled:
+                settled = True
+                metered = await self._stream_metered(route, call, tracker)
+                outcome = Outcome(
+                    "interrupted" if tracker.chunks else "error",
+                    exc.code,
+                    interrupted=tracker.chunks > 0,
+                    error=exc.message,
+                )
+                await self.settler.settle(ctx, reservation, metered, outcome)
+            raise
+        finally:
+            await upstream.aclose()  # type: ignore[attr-defined]
+            if not settled:
+                # The client went away mid-stream: bill what was generated.
+                metered = self._interrupted_metered(route, tracker)
+                self.settler.settle_in_background(
+                    ctx, reservation, metered, Outcome("interrupted", 499, interrupted=True)
+                )
+
+    async def _stream_metered(self, route: Route, call: UpstreamCall, tracker: StreamMeter) -> Metered:
+        if tracker.last_usage is not None:
+            return meter(tracker.last_usage, route.price)
+        return await self._estimate(route, call.request, tracker.relayed_tokens)
+
+    def _interrupted_metered(self, route: Route, tracker: StreamMeter) -> Metered:
+        # Runs during cancellation, so it must not await; a prompt-size estimate for a
+        # usage-less upstream is made from the last usage when there is one.
+        if tracker.last_usage is not None:
+            return meter(tracker.last_usage, route.price)
+        return meter(estimated_metadata(0, tracker.relayed_tokens), route.price, estimated=True)

@@ -1,0 +1,43 @@
+"""Per-request state carried through the pipeline stages."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gemgate.pipeline.route import Route
+    from gemgate.store.keys import KeyRecord
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(12)
+
+
+@dataclass(slots=True)
+class RequestContext:
+    door: str  # "gemini" | "openai"
+    method: str  # generateContent, streamGenerateContent, chat.completions, ...
+    client_ip: str = ""
+    request_id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.perf_counter)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    key: KeyRecord | None = None
+    route: Route | None = None
+    first_byte: float | None = None
+    streamed: bool = False
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte is None:
+            self.first_byte = time.perf_counter()
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+    def ttfb_ms(self) -> int | None:
+        if self.first_byte is None:
+            return None
+        return int((self.first_byte - self.started) * 1000)

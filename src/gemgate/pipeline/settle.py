@@ -1,0 +1,120 @@
+"""Settlement: one usage record per admitted request, committed before its final bytes.
+
+The record carries the request's token counts by kind and modality, its cost, status and
+flags; committing it adds the cost to the key's spent amount, then the request's budget
+reservation is replaced by that cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gemgate.billing.ledger import LedgerWriter
+from gemgate.limits.memory import Reservation
+from gemgate.pipeline.context import RequestContext
+from gemgate.pipeline.meter import Metered
+
+log = logging.getLogger("gemgate.settle")
+
+
+class Budgets(Protocol):
+    async def reserve(self, key: Any, nanos: int) -> Reservation: ...
+
+    async def settle(self, reservation: Reservation, actual_nanos: int) -> None: ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: str  # ok | error | interrupted
+    http_status: int = 200
+    interrupted: bool = False
+    error: str | None = None
+
+
+def build_record(ctx: RequestContext, metered: Metered, outcome: Outcome) -> dict[str, Any]:
+    route = ctx.route
+    u = metered.usage
+    return {
+        "request_id": ctx.request_id,
+        "key_id": ctx.key.id if ctx.key else None,
+        "key_name": ctx.key.name if ctx.key else None,
+        "model": route.model_id if route else "",
+        "provider": route.provider_name if route else "",
+        "door": ctx.door,
+        "method": ctx.method,
+        "status": outcome.status,
+        "http_status": outcome.http_status,
+        "prompt_tokens": u.prompt_total,
+        "prompt_text": u.prompt_text,
+        "prompt_image": u.prompt_image,
+        "prompt_audio": u.prompt_audio,
+        "prompt_video": u.prompt_video,
+        "prompt_document": u.prompt_document,
+        "cached_tokens": u.cached_total,
+        "tool_use_prompt_tokens": u.tool_use_prompt,
+        "thoughts_tokens": u.thoughts,
+        "output_text": u.output_text,
+        "output_image": u.output_image,
+        "output_audio": u.output_audio,
+        "total_tokens": u.total,
+        "cost_nanos": metered.cost_nanos,
+        "estimated": u.estimated,
+        "interrupted": outcome.interrupted,
+        "streamed": ctx.streamed,
+        "latency_ms": ctx.elapsed_ms(),
+        "ttfb_ms": ctx.ttfb_ms(),
+        "error": outcome.error,
+        "started_at": ctx.started_at,
+        "finished_at": datetime.now(UTC),
+    }
+
+
+class Settler:
+    def __init__(self, ledger: LedgerWriter | None, budgets: Budgets) -> None:
+        self._ledger = ledger
+        self._budgets = budgets
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def settle(
+        self,
+        ctx: RequestContext,
+        reservation: Reservation | None,
+        metered: Metered,
+        outcome: Outcome,
+    ) -> None:
+        """Commit the record (when the ledger is on), then settle the reservation."""
+        try:
+            if self._ledger is not None:
+                await self._ledger.commit(build_record(ctx, metered, outcome))
+        finally:
+            if reservation is not None:
+                # Whatever happened to the write, the reservation must not leak; the cost
+                # counts as spent (the upstream was paid).
+                await self._budgets.settle(reservation, metered.cost_nanos)
+
+    def settle_in_background(
+        self,
+        ctx: RequestContext,
+        reservation: Reservation | None,
+        metered: Metered,
+        outcome: Outcome,
+    ) -> None:
+        """Settle a request whose client has gone (nobody awaits it); survives cancellation."""
+        task = asyncio.get_running_loop().create_task(
+            self.settle(ctx, reservation, metered, outcome)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background settlement failed: %s", task.exception())
+
+    async def drain(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)

@@ -1,0 +1,457 @@
+"""An OpenAI-compatible upstream (OpenAI, vLLM, llama.cpp server, LiteLLM, ...).
+
+Canonical Gemini requests are translated with :mod:`gemgate.translate` and sent to
+``{base_url}/chat/completions``; answers and stream events are translated back into
+Gemini JSON. The OpenAI door can also forward a client's original bytes unchanged with
+:meth:`OpenAIProvider.forward_raw` / :meth:`OpenAIProvider.forward_raw_stream`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gemgate.errors import (
+    BadGateway,
+    DeadlineExceeded,
+    GatewayError,
+    Internal,
+    InvalidArgument,
+    NotImplementedYet,
+    upstream_error,
+)
+from gemgate.providers.base import Chunk, ProviderInfo, Reply, UpstreamCall
+from gemgate.translate import ChatStreamDecoder, chat_response_to_gemini, gemini_to_chat
+
+_MAX_ERROR_TEXT = 500
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj)
+    except TypeError:  # e.g. integers beyond 64 bits inside function arguments
+        return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+def _error_body(raw: bytes) -> dict[str, Any]:
+    """An upstream error answer as ``{"error": {"message": ...}}`` for :func:`upstream_error`.
+
+    OpenAI's envelope is ``{"error": {"message", "type", "param", "code"}}``; its ``code`` is
+    a string such as ``invalid_api_key``, not a Google status, so only the message is kept.
+    """
+    message = ""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        message = raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
+    else:
+        if isinstance(parsed, dict):
+            err = parsed.get("error")
+            if isinstance(err, dict):
+                message = str(err.get("message") or err.get("code") or "")
+            elif isinstance(err, str):
+                message = err
+            elif isinstance(parsed.get("message"), str):
+                message = parsed["message"]
+            elif isinstance(parsed.get("detail"), str):
+                message = parsed["detail"]
+    return {"error": {"message": message[:_MAX_ERROR_TEXT]}} if message else {}
+
+
+def _chunk(data: dict[str, Any]) -> Chunk:
+    text: list[str] = []
+    for cand in data.get("candidates") or ():
+        for part in (cand.get("content") or {}).get("parts") or ():
+            if isinstance(part.get("text"), str):
+                text.append(part["text"])
+    return Chunk(
+        body=orjson.dumps(data), usage=data.get("usageMetadata"), data=data, text="".join(text)
+    )
+
+
+class _SSE:
+    """Incremental Server-Sent Events parser over a byte stream; yields each event's data."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._data: list[bytes] = []
+
+    def feed(self, piece: bytes) -> list[bytes]:
+        buf = self._buf
+        start = len(buf)
+        buf += piece
+        events: list[bytes] = []
+        pos = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            line = bytes(buf[pos:nl])
+            pos = start = nl + 1
+            self._line(line, events)
+        if pos:
+            del buf[:pos]
+        return events
+
+    def _line(self, line: bytes, events: list[bytes]) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            if self._data:
+                events.append(b"\n".join(self._data))
+                self._data = []
+            return
+        if line.startswith(b":"):
+            return
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+
+    def close(self) -> list[bytes]:
+        events: list[bytes] = []
+        if self._buf:
+            self._line(bytes(self._buf), events)
+            self._buf.clear()
+        self._line(b"", events)
+        return events
+
+
+def _split_events(buf: bytearray, start: int) -> tuple[list[bytes], int]:
+    """Cut complete SSE events (each with its blank-line terminator) off the front of buf."""
+    events: list[bytes] = []
+    while True:
+        lf = buf.find(b"\n\n", start)
+        crlf = buf.find(b"\r\n\r\n", start)
+        ends = [e for e in (lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1) if e >= 0]
+        if not ends:
+            return events, max(0, len(buf) - 3)
+        end = min(ends)
+        events.append(bytes(buf[:end]))
+        del buf[:end]
+        start = 0
+
+
+class OpenAIProvider:
+    """A Provider speaking OpenAI chat/completions to ``base_url`` (e.g. ``http://host/v1``)."""
+
+    type = "openai"
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        api_key: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 600,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = float(timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, self.type, (self._api_key,) if self._api_key else ())
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._session is not None and not self._session.closed:
+            return
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=75, ttl_dns_cache=300),
+            headers=self._headers,
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=min(self._timeout, 30.0), sock_read=self._timeout
+            ),
+        )
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _url(self, path: str) -> str:
+        if "://" in path or ".." in path or "#" in path or "\\" in path:
+            raise InvalidArgument.field("path", "must be a relative upstream path")
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _error(self, status: int, raw: bytes) -> GatewayError:
+        return upstream_error(
+            status, _error_body(raw), provider=self.name, secrets=(self._api_key,)
+        )
+
+    def _unreachable(self) -> BadGateway:
+        return BadGateway(f"Upstream '{self.name}' could not be reached.")
+
+    def _timed_out(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"Upstream '{self.name}' timed out.")
+
+    def _headers_for(self, request_id: str) -> dict[str, str] | None:
+        return {"X-Request-Id": request_id} if request_id else None
+
+    async def _post(self, path: str, payload: bytes, request_id: str = "") -> tuple[int, bytes]:
+        """POST and read the whole answer. Transport failures become gateway errors."""
+        session = self._require_session()
+        url = self._url(path)
+        try:
+            async with session.post(
+                url,
+                data=payload,
+                headers=self._headers_for(request_id),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as resp:
+                return resp.status, await resp.read()
+        except TimeoutError:
+            raise self._timed_out() from None
+        except aiohttp.ClientError:
+            raise self._unreachable() from None
+
+    async def _open(
+        self, path: str, payload: bytes, request_id: str = ""
+    ) -> aiohttp.ClientResponse:
+        """POST and return the response once its status is known to be a success."""
+        session = self._require_session()
+        url = self._url(path)
+        try:
+            resp = await session.post(
+                url,
+                data=payload,
+                headers={"Accept": "text/event-stream", **(self._headers_for(request_id) or {})},
+            )
+        except TimeoutError:
+            raise self._timed_out() from None
+        except aiohttp.ClientError:
+            raise self._unreachable() from None
+        if resp.status >= 300:
+            try:
+                raw = await resp.read()
+            except (TimeoutError, aiohttp.ClientError):
+                raw = b""
+            finally:
+                resp.release()
+            raise self._error(resp.status, raw)
+        return resp
+
+    async def _pieces(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        try:
+            async for piece in resp.content.iter_any():
+                yield piece
+        except TimeoutError:
+            raise self._timed_out() from None
+        except aiohttp.ClientError:
+            raise BadGateway(f"Upstream '{self.name}' broke off the stream.") from None
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            raise Internal(f"Provider '{self.name}' is not started.")
+        return self._session
+
+    def _load(self, raw: bytes) -> dict[str, Any]:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise BadGateway(f"Upstream '{self.name}' returned an unreadable answer.") from None
+        if not isinstance(data, dict):
+            raise BadGateway(f"Upstream '{self.name}' returned an unreadable answer.")
+        if "error" in data and "choices" not in data and "data" not in data:
+            raise self._event_error(data)
+        return data
+
+    def _event_error(self, data: dict[str, Any]) -> GatewayError:
+        err = data.get("error")
+        code = err.get("code") if isinstance(err, dict) else None
+        status = code if isinstance(code, int) and 400 <= code < 600 else 502
+        return upstream_error(
+            status,
+            data if isinstance(err, dict) else {"error": {"message": str(err)}},
+            provider=self.name,
+            secrets=(self._api_key,),
+        )
+
+    # ------------------------------------------------------------ Provider
+
+    async def generate(self, call: UpstreamCall) -> Reply:
+        if call.method in ("embedContent", "batchEmbedContents"):
+            return await self.embed(call)
+        if call.method == "countTokens":
+            raise NotImplementedYet(f"Upstream '{self.name}' cannot count tokens.")
+        body = gemini_to_chat(call.request, model=call.model, stream=False)
+        status, raw = await self._post("chat/completions", _dumps(body), call.request_id)
+        if status != 200:
+            raise self._error(status, raw)
+        data = chat_response_to_gemini(self._load(raw))
+        return Reply(body=orjson.dumps(data), data=data, usage=data.get("usageMetadata"))
+
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
+        body = gemini_to_chat(call.request, model=call.model, stream=True)
+        resp = await self._open("chat/completions", _dumps(body), call.request_id)
+        decoder = ChatStreamDecoder()
+        sse = _SSE()
+        complete = False
+        try:
+            done = False
+            async for piece in self._pieces(resp):
+                for event in sse.feed(piece):
+                    for data in self._events(event):
+                        if data is None:
+                            done = True
+                            break
+                        for out in decoder.feed(data):
+                            yield _chunk(out)
+                    if done:
+                        break
+                if done:
+                    break
+            else:
+                for event in sse.close():
+                    for data in self._events(event):
+                        if data is not None:
+                            for out in decoder.feed(data):
+                                yield _chunk(out)
+            for out in decoder.finish():
+                yield _chunk(out)
+            complete = True
+        finally:
+            if complete:
+                resp.release()
+            else:
+                resp.close()  # drop the connection so the upstream stops generating
+
+    def _events(self, event: bytes) -> list[dict[str, Any] | None]:
+        """One SSE data payload -> chunk dicts; None marks ``[DONE]``."""
+        if event.strip() == b"[DONE]":
+            return [None]
+        try:
+            items = [orjson.loads(event)]
+        except orjson.JSONDecodeError:
+            # Servers that separate events with a single newline: one JSON object per line.
+            try:
+                items = [orjson.loads(line) for line in event.split(b"\n") if line.strip()]
+            except orjson.JSONDecodeError:
+                raise BadGateway(f"Upstream '{self.name}' sent an unreadable event.") from None
+        out: list[dict[str, Any] | None] = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise BadGateway(f"Upstream '{self.name}' sent an unreadable event.")
+            if "error" in item and not item.get("choices"):
+                raise self._event_error(item)
+            out.append(item)
+        return out
+
+    async def embed(self, call: UpstreamCall) -> Reply:
+        single = call.method == "embedContent"
+        if single:
+            requests: Any = [call.request]
+        elif call.method == "batchEmbedContents":
+            requests = call.request.get("requests")
+            if not isinstance(requests, list) or not requests:
+                raise InvalidArgument.field("requests", "must be a non-empty array")
+        else:
+            raise NotImplementedYet(f"Method {call.method} is not an embedding method.")
+        inputs: list[str] = []
+        dims: Any = None
+        for i, req in enumerate(requests):
+            prefix = "" if single else f"requests[{i}]."
+            inputs.append(_embed_text(req, prefix))
+            size = req.get("outputDimensionality")
+            if size is not None:
+                if dims is not None and size != dims:
+                    raise InvalidArgument.field(
+                        f"{prefix}outputDimensionality", "must be the same for every request"
+                    )
+                dims = size
+        body: dict[str, Any] = {"model": call.model, "input": inputs, "encoding_format": "float"}
+        if dims is not None:
+            body["dimensions"] = dims
+        status, raw = await self._post("embeddings", _dumps(body), call.request_id)
+        if status != 200:
+            raise self._error(status, raw)
+        payload = self._load(raw)
+        items = payload.get("data")
+        if not isinstance(items, list) or len(items) != len(inputs):
+            raise BadGateway(f"Upstream '{self.name}' returned the wrong number of embeddings.")
+        items = sorted(items, key=lambda d: d.get("index", 0) if isinstance(d, dict) else 0)
+        values = [d.get("embedding") if isinstance(d, dict) else None for d in items]
+        if not all(isinstance(v, list) for v in values):
+            raise BadGateway(f"Upstream '{self.name}' returned an unreadable embedding.")
+        data: dict[str, Any] = (
+            {"embedding": {"values": values[0]}}
+            if single
+            else {"embeddings": [{"values": v} for v in values]}
+        )
+        usage = payload.get("usage")
+        meta = None
+        if isinstance(usage, dict):
+            prompt = usage.get("prompt_tokens") or 0
+            meta = {
+                "promptTokenCount": prompt,
+                "totalTokenCount": usage.get("total_tokens") or prompt,
+            }
+        return Reply(body=orjson.dumps(data), data=data, usage=meta)
+
+    # ------------------------------------------------------------ passthrough
+
+    async def forward_raw(self, path: str, raw: bytes) -> tuple[int, bytes]:
+        """POST the client's original OpenAI bytes to ``{base_url}/{path}``.
+
+        A success returns the upstream's status and bytes untouched; a failure raises the
+        mapped gateway error (the upstream's own error text can name the credential).
+        """
+        status, body = await self._post(path, raw)
+        if not 200 <= status < 300:
+            raise self._error(status, body)
+        return status, body
+
+    async def forward_raw_stream(self, path: str, raw: bytes) -> AsyncIterator[bytes]:
+        """POST a streaming request and yield the upstream's SSE events byte for byte.
+
+        Each item is one complete event including its terminating blank line (the last
+        item may be a trailing fragment if the upstream ends without one).
+        """
+        resp = await self._open(path, raw)
+        buf = bytearray()
+        start = 0
+        complete = False
+        try:
+            async for piece in self._pieces(resp):
+                buf += piece
+                events, start = _split_events(buf, start)
+                for event in events:
+                    yield event
+            if buf:
+                yield bytes(buf)
+            complete = True
+        finally:
+            if complete:
+                resp.release()
+            else:
+                resp.close()
+
+
+def _embed_text(req: Any, prefix: str) -> str:
+    if not isinstance(req, dict):
+        raise InvalidArgument.field(prefix.rstrip(".") or "request", "must be an object")
+    content = req.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list) or not parts:
+        raise InvalidArgument.field(f"{prefix}content.parts", "must be a non-empty array")
+    texts: list[str] = []
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+            raise InvalidArgument.field(
+                f"{prefix}content.parts[{j}]", "only text can be embedded by this upstream"
+            )
+        texts.append(part["text"])
+    return "\n".join(texts)

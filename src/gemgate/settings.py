@@ -1,0 +1,350 @@
+"""Configuration: the only module that reads files and the environment.
+
+The config file is TOML and strict: an unknown key or a value of the wrong type stops the
+gateway at start with a message naming it. Secrets are written as ``env:VAR`` references and
+resolved here; they never appear in ``repr`` or logs.
+
+With no config file at all, :func:`Settings.embedded` describes the zero-setup default:
+SQLite in the working directory and the built-in local model.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+CONFIG_ENV = "GEMGATE_CONFIG"
+DEFAULT_DB_URL = "sqlite:///gemgate.db"
+LOCAL_MODEL_ID = "gemma-3-270m"
+PROVIDER_TYPES = ("gemini", "openai", "local")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+class Secret:
+    """A credential. Prints as ``Secret(env:VAR)``, never as its value."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path_prefixes: tuple[str, ...] = ("", "/gemini")
+    max_body_mb: int = 20
+    workers: int = 1
+    upstream_timeout_s: float = 600.0
+    allow_remote_media: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str = DEFAULT_DB_URL
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSettings:
+    enabled: bool = True
+    batch_max: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    key: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    name: str
+    type: str
+    base_url: str | None = None
+    api_key: Secret | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    model_path: str | None = None
+    n_ctx: int = 8192
+    threads: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    id: str
+    provider: str
+    upstream_model: str
+    aliases: tuple[str, ...] = ()
+    catalog: str | None = None  # the bundled catalog entry to take limits and prices from
+    price: Mapping[str, Decimal] = field(default_factory=dict)
+    display_name: str | None = None
+    input_token_limit: int | None = None
+    output_token_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    admin: AdminSettings = AdminSettings()
+    providers: tuple[ProviderSettings, ...] = ()
+    models: tuple[ModelSettings, ...] = ()
+    source: str = "embedded default"
+
+    @classmethod
+    def embedded(cls, database_url: str | None = None) -> Settings:
+        """The zero-setup default: SQLite in the working directory, the local Gemma model."""
+        return cls(
+            database=DatabaseSettings(url=database_url or DEFAULT_DB_URL),
+            providers=(ProviderSettings(name="local", type="local"),),
+            models=(ModelSettings(id=LOCAL_MODEL_ID, provider="local", upstream_model=LOCAL_MODEL_ID),),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the config named by ``path`` or ``$GEMGATE_CONFIG``; else the embedded default."""
+        env = os.environ if env is None else env
+        chosen = str(path) if path else env.get(CONFIG_ENV, "")
+        if not chosen:
+            return cls.embedded()
+        file = Path(chosen)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {chosen} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {chosen} is not valid TOML: {exc}") from None
+        return parse(raw, env, source=chosen)
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+class _Table:
+    """Typed access to one TOML table that remembers which keys were read."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must be a table")
+        self.data = data
+        self.where = where
+        self.seen: set[str] = set()
+
+    def _get(self, key: str, kinds: tuple[type, ...], kind_name: str, default: Any) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(f"{self.where}.{key} must be {kind_name}, got {value!r}")
+        if not isinstance(value, kinds):
+            raise ConfigError(f"{self.where}.{key} must be {kind_name}, got {value!r}")
+        return value
+
+    def str(self, key: str, default: Any = None) -> Any:
+        return self._get(key, (str,), "a string", default)
+
+    def int(self, key: str, default: Any = None) -> Any:
+        return self._get(key, (int,), "an integer", default)
+
+    def number(self, key: str, default: Any = None) -> Any:
+        value = self._get(key, (int, float), "a number", default)
+        return float(value) if value is not None else None
+
+    def bool(self, key: str, default: Any = None) -> Any:
+        return self._get(key, (bool,), "true or false", default)
+
+    def str_list(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self._get(key, (list,), "a list of strings", None)
+        if value is None:
+            return default
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self.where}.{key} must be a list of strings")
+        return tuple(value)
+
+    def table(self, key: str) -> _Table:
+        return _Table(self._get(key, (dict,), "a table", {}), f"{self.where}.{key}")
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise ConfigError(f"unknown key {self.where}.{unknown[0]}" if self.where else f"unknown key {unknown[0]}")
+
+
+def _secret(value: str | None, where: str, env: Mapping[str, str]) -> Secret | None:
+    if value is None:
+        return None
+    if value.startswith("env:"):
+        var = value[4:]
+        if not var:
+            raise ConfigError(f"{where} names an empty environment variable")
+        if var not in env:
+            raise ConfigError(f"{where} refers to environment variable {var}, which is not set")
+        return Secret(env[var], value)
+    return Secret(value, "inline value")
+
+
+def _decimal(value: Any, where: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"{where} must be a decimal string such as \"0.30\" or an integer")
+    try:
+        result = Decimal(value)
+    except InvalidOperation:
+        raise ConfigError(f"{where} is not a decimal number: {value!r}") from None
+    if not result.is_finite() or result < 0:
+        raise ConfigError(f"{where} must be a non-negative number")
+    return result
+
+
+def _server(t: _Table) -> ServerSettings:
+    d = ServerSettings()
+    prefixes = t.str_list("path_prefixes", d.path_prefixes)
+    for p in prefixes:
+        if p and (not p.startswith("/") or p.endswith("/")):
+            raise ConfigError(f"server.path_prefixes entry {p!r} must start with '/' and not end with one")
+    s = ServerSettings(
+        host=t.str("host", d.host),
+        port=t.int("port", d.port),
+        path_prefixes=prefixes,
+        max_body_mb=t.int("max_body_mb", d.max_body_mb),
+        workers=t.int("workers", d.workers),
+        upstream_timeout_s=t.number("upstream_timeout_s", d.upstream_timeout_s),
+        allow_remote_media=t.bool("allow_remote_media", d.allow_remote_media),
+    )
+    t.done()
+    if not 0 < s.port < 65536:
+        raise ConfigError("server.port must be between 1 and 65535")
+    if s.max_body_mb < 1:
+        raise ConfigError("server.max_body_mb must be at least 1")
+    if s.workers < 1:
+        raise ConfigError("server.workers must be at least 1")
+    return s
+
+
+def _provider(t: _Table, env: Mapping[str, str]) -> ProviderSettings:
+    name = t.str("name")
+    ptype = t.str("type")
+    if not name:
+        raise ConfigError(f"{t.where}.name is required")
+    if ptype not in PROVIDER_TYPES:
+        raise ConfigError(f"{t.where}.type must be one of {', '.join(PROVIDER_TYPES)}, got {ptype!r}")
+    headers_t = t.table("headers")
+    headers = {k: v for k, v in headers_t.data.items()}
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(f"{t.where}.headers values must be strings")
+    p = ProviderSettings(
+        name=name,
+        type=ptype,
+        base_url=t.str("base_url"),
+        api_key=_secret(t.str("api_key"), f"{t.where}.api_key", env),
+        headers=headers,
+        model_path=t.str("model_path"),
+        n_ctx=t.int("n_ctx", 8192),
+        threads=t.int("threads"),
+    )
+    t.done()
+    if ptype in ("gemini", "openai") and not p.base_url:
+        raise ConfigError(f"{t.where}.base_url is required for a {ptype} provider")
+    return p
+
+
+def _model(t: _Table) -> ModelSettings:
+    mid = t.str("id")
+    if not mid:
+        raise ConfigError(f"{t.where}.id is required")
+    provider = t.str("provider")
+    if not provider:
+        raise ConfigError(f"{t.where}.provider is required")
+    price_t = t.table("price")
+    price = {k: _decimal(v, f"{price_t.where}.{k}") for k, v in price_t.data.items()}
+    m = ModelSettings(
+        id=mid,
+        provider=provider,
+        upstream_model=t.str("upstream_model", mid),
+        aliases=t.str_list("aliases"),
+        catalog=t.str("catalog"),
+        price=price,
+        display_name=t.str("display_name"),
+        input_token_limit=t.int("input_token_limit"),
+        output_token_limit=t.int("output_token_limit"),
+    )
+    t.done()
+    if ".." in mid or mid.startswith("/") or mid.endswith("/"):
+        raise ConfigError(f"{t.where}.id {mid!r} is not a valid model id")
+    return m
+
+
+def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -> Settings:
+    root = _Table(raw, "")
+    server = _server(root.table("server"))
+    db_t = root.table("database")
+    database = DatabaseSettings(url=db_t.str("url", DEFAULT_DB_URL))
+    db_t.done()
+    redis_t = root.table("redis")
+    redis = RedisSettings(url=redis_t.str("url"))
+    redis_t.done()
+    ledger_t = root.table("ledger")
+    ledger = LedgerSettings(
+        enabled=ledger_t.bool("enabled", True), batch_max=ledger_t.int("batch_max", 256)
+    )
+    ledger_t.done()
+    admin_t = root.table("admin")
+    admin = AdminSettings(key=_secret(admin_t.str("key"), "admin.key", env))
+    admin_t.done()
+
+    root.seen.update({"providers", "models"})
+    raw_providers = raw.get("providers", [])
+    raw_models = raw.get("models", [])
+    if not isinstance(raw_providers, list):
+        raise ConfigError("providers must be an array of tables ([[providers]])")
+    if not isinstance(raw_models, list):
+        raise ConfigError("models must be an array of tables ([[models]])")
+    providers = tuple(_provider(_Table(p, f"providers[{i}]"), env) for i, p in enumerate(raw_providers))
+    models = tuple(_model(_Table(m, f"models[{i}]")) for i, m in enumerate(raw_models))
+    root.done()
+
+    names = [p.name for p in providers]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ConfigError(f"provider name {sorted(dupes)[0]!r} is declared twice")
+    public: dict[str, str] = {}
+    for i, m in enumerate(models):
+        if m.provider not in names:
+            raise ConfigError(f"models[{i}].provider {m.provider!r} is not a declared provider")
+        for public_id in (m.id, *m.aliases):
+            if public_id in public:
+                raise ConfigError(f"model id or alias {public_id!r} is declared twice")
+            public[public_id] = m.id
+    return Settings(
+        server=server,
+        database=database,
+        redis=redis,
+        ledger=ledger,
+        admin=admin,
+        providers=providers,
+        models=models,
+        source=source,
+    )

@@ -1,0 +1,251 @@
+"""Validate a Gemini request body against :mod:`gemgate.types.schema` and normalise it.
+
+Accepts proto3 JSON as Google does: lowerCamelCase and snake_case field names (mixed
+freely), enum values as names or numbers, int64 as numbers or numeric strings, bytes as
+standard or URL-safe base64 with or without padding. Returns the same data with camelCase
+field names and enum names; free-form Struct fields are returned exactly as sent.
+
+Errors are :class:`~gemgate.errors.InvalidArgument` naming the field path
+(``contents[0].parts[1].inlineData.data``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import orjson
+
+from gemgate.errors import InvalidArgument
+from gemgate.types.schema import ENUMS, MESSAGES, OPEN, REQUEST_MESSAGE, Spec
+
+_BASE64 = re.compile(rb"[A-Za-z0-9+/\-_]*={0,2}")
+_INT = re.compile(r"-?\d+")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def _aliases() -> dict[str, dict[str, str]]:
+    table: dict[str, dict[str, str]] = {}
+    for message, fields in MESSAGES.items():
+        names: dict[str, str] = {}
+        for field in fields:
+            names[field] = field
+            names[_snake(field)] = field
+        table[message] = names
+    return table
+
+
+_ALIASES = _aliases()
+_ENUM_NAMES = {name: frozenset(values) for name, values in ENUMS.items()}
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _bad(path: str, expected: str, value: Any) -> InvalidArgument:
+    return InvalidArgument.field(path, f"expected {expected}, got {_type_name(value)}")
+
+
+def _scalar(kind: str, value: Any, path: str) -> Any:
+    if kind == "string":
+        if not isinstance(value, str):
+            raise _bad(path, "a string", value)
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _bad(path, "a boolean", value)
+        return value
+    if kind == "int":
+        if isinstance(value, bool):
+            raise _bad(path, "an integer", value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and _INT.fullmatch(value):
+            return int(value)
+        raise _bad(path, "an integer", value)
+    if kind == "number":
+        if isinstance(value, bool):
+            raise _bad(path, "a number", value)
+        if isinstance(value, int | float):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _bad(path, "a finite number", value)
+            return value
+        if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+            raise _bad(path, "a finite number", value)
+        raise _bad(path, "a number", value)
+    if kind == "bytes":
+        if not isinstance(value, str):
+            raise _bad(path, "base64 data in a string", value)
+        raw = value.encode("ascii", "replace")
+        if not _BASE64.fullmatch(raw) or len(raw.rstrip(b"=")) % 4 == 1:
+            raise InvalidArgument.field(path, "invalid base64 data")
+        return value
+    if kind == "struct":
+        if not isinstance(value, dict):
+            raise _bad(path, "a JSON object", value)
+        return value
+    if kind == "value":
+        return value
+    raise AssertionError(f"unknown field kind {kind}")
+
+
+def _value(spec: Spec, value: Any, path: str) -> Any:
+    if isinstance(spec, str):
+        return _scalar(spec, value, path)
+    kind, arg = spec
+    if kind == "msg":
+        return _message(arg, value, path)
+    if kind == "list":
+        if not isinstance(value, list):
+            raise _bad(path, "a list", value)
+        return [_value(arg, item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if kind == "enum":
+        values = ENUMS[arg]
+        if isinstance(value, str):
+            if value in _ENUM_NAMES[arg]:
+                return value
+            raise InvalidArgument.field(
+                path, f"invalid value {value!r}; expected one of {', '.join(values[1:])}"
+            )
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(values):
+            return values[value]
+        raise InvalidArgument.field(path, f"invalid enum value {value!r}")
+    raise AssertionError(f"unknown spec {spec!r}")
+
+
+def _message(name: str, value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _bad(path or name, "an object", value)
+    fields = MESSAGES[name]
+    aliases = _ALIASES[name]
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        field = aliases.get(key)
+        if field is None:
+            if name in OPEN:
+                out[key] = item
+                continue
+            at = f" at '{path}'" if path else ""
+            raise InvalidArgument(
+                f'Invalid JSON payload received. Unknown name "{key}"{at}: Cannot find field.',
+                details=[
+                    {
+                        "@type": "type.googleapis.com/google.rpc.BadRequest",
+                        "fieldViolations": [
+                            {"field": _join(path, key), "description": f'Unknown name "{key}"'}
+                        ],
+                    }
+                ],
+                param=_join(path, key),
+            )
+        if field in out:
+            raise InvalidArgument.field(_join(path, field), "field given twice (in two casings)")
+        if item is None:
+            continue
+        out[field] = _value(fields[field], item, _join(path, field))
+    return out
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidArgument("The request body is empty; a JSON object is required.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"Invalid JSON payload received. {exc}") from None
+
+
+def normalise(message: str, data: Any) -> dict[str, Any]:
+    return _message(message, data, "")
+
+
+def _check_generation_config(cfg: dict[str, Any], path: str) -> None:
+    def bound(name: str, low: float, high: float | None) -> None:
+        v = cfg.get(name)
+        if v is not None and (v < low or (high is not None and v > high)):
+            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise InvalidArgument.field(f"{path}.{name}", f"must be {limit}, got {v}")
+
+    bound("temperature", 0, 2)
+    bound("topP", 0, 1)
+    bound("topK", 1, None)
+    bound("candidateCount", 1, 8)
+    bound("maxOutputTokens", 1, None)
+    stops = cfg.get("stopSequences")
+    if stops is not None and len(stops) > 5:
+        raise InvalidArgument.field(f"{path}.stopSequences", "at most 5 stop sequences are allowed")
+
+
+def _check_contents(contents: list[dict[str, Any]], path: str) -> None:
+    for i, content in enumerate(contents):
+        role = content.get("role")
+        if role not in (None, "", "user", "model", "function", "tool"):
+            raise InvalidArgument.field(
+                f"{path}[{i}].role", f"role must be 'user' or 'model', got {role!r}"
+            )
+        if not content.get("parts"):
+            raise InvalidArgument.field(f"{path}[{i}].parts", "must contain at least one part")
+
+
+def check_generate(req: dict[str, Any], path: str = "") -> None:
+    contents = req.get("contents")
+    if not contents:
+        raise InvalidArgument.field(_join(path, "contents"), "contents is not specified")
+    _check_contents(contents, _join(path, "contents"))
+    cfg = req.get("generationConfig")
+    if cfg:
+        _check_generation_config(cfg, _join(path, "generationConfig"))
+
+
+def parse_request(method: str, body: bytes) -> dict[str, Any]:
+    """Parse, validate and normalise one request body for ``method``."""
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise InvalidArgument("Invalid JSON payload received. Expected a JSON object.")
+    req = normalise(REQUEST_MESSAGE[method], data)
+    if method in ("generateContent", "streamGenerateContent"):
+        check_generate(req)
+    elif method == "countTokens":
+        inner = req.get("generateContentRequest")
+        if inner is not None:
+            if "contents" in req:
+                raise InvalidArgument.field(
+                    "contents", "give either contents or generateContentRequest, not both"
+                )
+            check_generate(inner, "generateContentRequest")
+        elif not req.get("contents"):
+            raise InvalidArgument.field("contents", "contents is not specified")
+        else:
+            _check_contents(req["contents"], "contents")
+    elif method == "embedContent":
+        if not req.get("content"):
+            raise InvalidArgument.field("content", "content is not specified")
+    elif method == "batchEmbedContents" and not req.get("requests"):
+        raise InvalidArgument.field("requests", "requests is not specified")
+    return req

@@ -1,0 +1,100 @@
+"""Shared fixtures: a fake Google upstream and one real gateway process serving it and the
+local model, for the whole session."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.gemini_upstream import FakeGemini
+from tests.gateway_process import UPSTREAM_KEY_VAR, GatewayProcess
+
+UPSTREAM_KEY = "upstream-secret-key-AIzaSyFAKE0123456789"
+
+GATEWAY_CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {PORT}
+max_body_mb = 2
+
+[database]
+url = "sqlite:///{DIR}/gemgate.db"
+
+[[providers]]
+name = "google"
+type = "gemini"
+base_url = "%(google)s"
+api_key = "env:%(key_var)s"
+
+[[providers]]
+name = "local"
+type = "local"
+
+[[models]]
+id = "google/gemini-2.5-flash"
+provider = "google"
+upstream_model = "gemini-2.5-flash"
+aliases = ["gemini-2.5-flash"]
+
+[[models]]
+id = "gemini-2.5-pro"
+provider = "google"
+
+[[models]]
+id = "gemini-2.5-flash-image"
+provider = "google"
+
+[[models]]
+id = "gemini-embedding-001"
+provider = "google"
+
+[[models]]
+id = "gemma-3-270m"
+provider = "local"
+"""
+
+
+@pytest.fixture(scope="session")
+def fake_google() -> Iterator[FakeGemini]:
+    with FakeGemini(api_key=UPSTREAM_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def _reset_fake(request: pytest.FixtureRequest) -> None:
+    if "fake_google" in request.fixturenames:
+        request.getfixturevalue("fake_google").reset()
+
+
+def gateway_config(fake: FakeGemini) -> str:
+    return GATEWAY_CONFIG % {"google": fake.base_url, "key_var": UPSTREAM_KEY_VAR}
+
+
+@pytest.fixture(scope="session")
+def gateway(fake_google: FakeGemini, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    workdir: Path = tmp_path_factory.mktemp("gateway")
+    proc = GatewayProcess(workdir, gateway_config(fake_google), env={UPSTREAM_KEY_VAR: UPSTREAM_KEY})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def api_key(gateway: GatewayProcess) -> str:
+    return gateway.create_key("session-key")
+
+
+@pytest.fixture
+def new_key(gateway: GatewayProcess):  # type: ignore[no-untyped-def]
+    """Create a fresh key with options: ``new_key("--models", "x")``."""
+
+    def make(*options: str) -> str:
+        return gateway.create_key(f"key-{next(_names)}", *options)
+
+    return make
