@@ -131,7 +131,7 @@ def test_paths(gateway: GatewayProcess, api_key: str, fake_google: FakeGemini, p
 
 
 def test_dotdot_rejected(gateway: GatewayProcess, api_key: str) -> None:
-    resp = post(gateway, "/v1beta/models/google/../x:generateContent", headers={"x-goog-api-key": api_key})
+    resp = post(gateway, "/v1beta/models/google/%2E%2E/x:generateContent", headers={"x-goog-api-key": api_key})
     assert_google_error(resp, 400, "INVALID_ARGUMENT")
 
 

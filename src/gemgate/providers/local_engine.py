@@ -34,6 +34,7 @@ llama_log = logging.getLogger("gemgate.llama_cpp")
 
 DEFAULT_MAX_OUTPUT = 8192  # cap when the request sets no maxOutputTokens
 EMBED_CTX = 2048  # tokens per embedded text; longer texts are truncated
+EMBED_BATCH = 64
 
 Finish = Literal["STOP", "MAX_TOKENS"]
 
@@ -90,7 +91,9 @@ class _Cancelled(Exception):
 # ---------------------------------------------------------------------------------------
 # llama.cpp logging -> Python logging
 
-_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+# llama.cpp's warnings are load-time diagnostics (real failures come back as return codes),
+# so they are logged at INFO.
+_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.INFO, 4: logging.ERROR}
 
 
 def _on_llama_log(level: int, text: bytes | None, _user_data: Any) -> None:
@@ -123,14 +126,17 @@ class LlamaModel:
         cparams = llama_cpp.llama_context_default_params()
         n_ctx = min(n_ctx, llama_cpp.llama_model_n_ctx_train(model) or n_ctx)
         cparams.n_ctx = n_ctx
-        cparams.n_batch = n_ctx if embedding else min(n_ctx, 512)
+        # Every token of an embedded text is an output, and llama.cpp computes and keeps
+        # full-vocabulary logits for each output (1 MiB per token for Gemma), so embedding
+        # runs in small batches and pools the per-token vectors itself.
+        cparams.n_batch = min(n_ctx, EMBED_BATCH if embedding else 512)
         cparams.n_ubatch = cparams.n_batch
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
         cparams.no_perf = True
         if embedding:
             cparams.embeddings = True
-            cparams.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            cparams.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             llama_cpp.llama_model_free(model)
@@ -198,6 +204,38 @@ class LlamaModel:
             if rc != 0:
                 raise RuntimeError(f"llama_decode returned {rc}")
 
+    def embed(self, tokens: Sequence[int], check: Callable[[], None]) -> list[float]:
+        """Mean of the final hidden states of ``tokens``, L2-normalised (an embedding
+        context only)."""
+        n_embd = self.n_embd
+        sums = [0.0] * n_embd
+        self.clear()
+        batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        try:
+            for start in range(0, len(tokens), self.n_batch):
+                if start:
+                    check()
+                part = tokens[start : start + self.n_batch]
+                batch.n_tokens = len(part)
+                for i, token in enumerate(part):
+                    batch.token[i] = token
+                    batch.pos[i] = start + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = 1
+                rc = llama_cpp.llama_decode(self._ctx, batch)
+                if rc != 0:
+                    raise RuntimeError(f"llama_decode returned {rc}")
+                ptr = llama_cpp.llama_get_embeddings(self._ctx)
+                if not ptr:
+                    raise RuntimeError("no embeddings")
+                flat = ptr[: len(part) * n_embd]  # row-major: one row per token
+                sums = [a + math.fsum(flat[j::n_embd]) for j, a in enumerate(sums)]
+        finally:
+            llama_cpp.llama_batch_free(batch)
+        norm = math.sqrt(math.fsum(v * v for v in sums))
+        return [v / norm for v in sums] if norm > 0 else sums
+
     def sampler(self, s: Sampling, *, seed: int, penalty_window: int) -> Any:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
@@ -226,14 +264,6 @@ class LlamaModel:
     def free_sampler(chain: Any) -> None:
         llama_cpp.llama_sampler_free(chain)
 
-    def embedding(self) -> list[float]:
-        """The pooled embedding of sequence 0 after :meth:`decode`, L2-normalised."""
-        ptr = llama_cpp.llama_get_embeddings_seq(self._ctx, 0)
-        if not ptr:
-            raise RuntimeError("no pooled embedding")
-        values = [float(v) for v in ptr[: self.n_embd]]
-        norm = math.sqrt(math.fsum(v * v for v in values))
-        return [v / norm for v in values] if norm > 0 else values
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,9 +444,7 @@ class EmbedJob(Job):
                 raise _Cancelled
             check()
             tokens = [model.bos, *model.tokenize(text)][: model.n_ctx]
-            model.clear()
-            model.decode(tokens, check)
-            vectors.append(model.embedding())
+            vectors.append(model.embed(tokens, check))
             counts.append(len(tokens))
         _deliver(self._loop, self._settle, (vectors, counts), None)
 

@@ -2,7 +2,9 @@
 
 Both are incremental: text is passed on in the event that carries it, never accumulated.
 Only streamed tool-call arguments are gathered (OpenAI sends them in fragments) until the
-choice finishes, because a Gemini functionCall carries its arguments whole.
+choice finishes, because a Gemini functionCall carries its arguments whole. The decoder
+also holds a finishing chunk for one event, so that the usage OpenAI sends right after the
+finish rides on the same Gemini chunk (Google puts finishReason and final usage together).
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ class ChatStreamDecoder:
         self._calls: dict[int, dict[int, _PendingCall]] = {}
         self._response_id: str | None = None
         self._model: str | None = None
+        self._held: dict[str, Any] | None = None
 
     def _wrap(self, body: dict[str, Any]) -> dict[str, Any]:
         if self._model:
@@ -158,13 +161,29 @@ class ChatStreamDecoder:
             cand = self._choice(choice, pos)
             if cand is not None:
                 candidates.append(cand)
+        usage = chunk.get("usage")
+        meta = usage_to_gemini(usage) if isinstance(usage, dict) else None
+        out: list[dict[str, Any]] = []
+        held, self._held = self._held, None
+        if held is not None:
+            if meta is not None and not candidates:
+                # The usage event right after the finish: one Gemini chunk, as Google sends.
+                held["usageMetadata"] = meta
+                return [held]
+            out.append(held)
         body: dict[str, Any] = {}
         if candidates:
             body["candidates"] = candidates
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            body["usageMetadata"] = usage_to_gemini(usage)
-        return [self._wrap(body)] if body else []
+        if meta is not None:
+            body["usageMetadata"] = meta
+        if not body:
+            return out
+        body = self._wrap(body)
+        if meta is None and any("finishReason" in c for c in candidates):
+            self._held = body  # wait one event for the usage that follows a finish
+        else:
+            out.append(body)
+        return out
 
     def _choice(self, choice: dict[str, Any], pos: int) -> dict[str, Any] | None:
         index = choice.get("index", pos)
@@ -240,10 +259,17 @@ class ChatStreamDecoder:
         return parts, malformed
 
     def finish(self) -> list[dict[str, Any]]:
-        """Tool calls of choices that never reported a finish reason (a truncated stream)."""
+        """What is still held: the last finished chunk, and tool calls of choices that never
+        reported a finish reason (a truncated stream)."""
+        out: list[dict[str, Any]] = []
+        if self._held is not None:
+            out.append(self._held)
+            self._held = None
         candidates: list[dict[str, Any]] = []
         for index in sorted(self._calls):
             parts, _malformed = self._flush(index)
             if parts:
                 candidates.append({"content": {"role": "model", "parts": parts}, "index": index})
-        return [self._wrap({"candidates": candidates})] if candidates else []
+        if candidates:
+            out.append(self._wrap({"candidates": candidates}))
+        return out

@@ -1,0 +1,323 @@
+"""Turn raw results into rows with targets, and write report.json and report.md.
+
+Targets are judged on the governed gateway with one worker. Where one is missed, the row says
+by how much.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GATEWAYS = ("proxy", "governed", "governed_w2")
+COLUMNS = ("direct", *GATEWAYS)
+LABELS = {
+    "direct": "direct (mock)",
+    "proxy": "gateway (proxy)",
+    "governed": "gateway (governed)",
+    "governed_w2": "gateway (governed, N=2)",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """``value op limit`` on the governed gateway's figure (``on``: "added", "value" or "ratio")."""
+
+    on: str
+    op: str  # "<=" or ">="
+    limit: float
+    unit: str
+    text: str
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    if isinstance(x, int | float) and not math.isnan(float(x)):
+        return float(x)
+    return None
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def _judge(target: Target, figure: float | None) -> tuple[bool | None, str | None]:
+    if figure is None:
+        return None, "not measured"
+    if target.op == "<=":
+        if figure <= target.limit:
+            return True, None
+        over = figure - target.limit
+        rel = f" ({over / target.limit * 100:.0f}% over)" if target.limit else ""
+        return False, f"missed by {_fmt(over)} {target.unit}{rel}"
+    if figure >= target.limit:
+        return True, None
+    short = target.limit - figure
+    rel = f" ({short / target.limit * 100:.0f}% short)" if target.limit else ""
+    return False, f"missed by {_fmt(short)} {target.unit}{rel}"
+
+
+def _fmt(x: float | None, digits: int | None = None) -> str:
+    if x is None:
+        return "n/a"
+    if digits is not None:
+        return f"{x:,.{digits}f}"
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    if ax >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def row(
+        metric: str,
+        unit: str,
+        pick: Callable[[str], Any],
+        *,
+        added: str = "diff",  # "diff" (gateway - direct), "ratio" (gateway / direct) or "none"
+        target: Target | None = None,
+        direct_pick: Callable[[], Any] | None = None,
+        note: str = "",
+    ) -> None:
+        vals: dict[str, float | None] = {c: _num(pick(c)) for c in COLUMNS}
+        if direct_pick is not None:
+            vals["direct"] = _num(direct_pick())
+        r: dict[str, Any] = {"metric": metric, "unit": unit, **vals}
+        base = vals["direct"]
+        for g in GATEWAYS:
+            v = vals[g]
+            if added == "diff":
+                r[f"added_{g}"] = v - base if v is not None and base is not None else None
+            elif added == "ratio":
+                r[f"ratio_{g}"] = v / base if v is not None and base else None
+        r["added_kind"] = added
+        if target is not None:
+            if target.on == "added":
+                fig = r.get("added_governed")
+            elif target.on == "ratio":
+                fig = r.get("ratio_governed")
+            else:
+                fig = vals["governed"]
+            met, miss = _judge(target, fig)
+            r["target"] = {"text": target.text, "on": target.on, "op": target.op, "limit": target.limit}
+            r["judged_figure"] = fig
+            r["met"] = met
+            r["miss"] = miss
+        if note:
+            r["note"] = note
+        rows.append(r)
+
+    us_to_ms = 1e-3
+    lat = results.get("latency_c1", {})
+
+    def lat_pick(p: str) -> Callable[[str], Any]:
+        return lambda c: (_num(_get(lat, c, p)) or math.nan) * us_to_ms if _num(_get(lat, c, p)) is not None else None
+
+    row("c=1 latency p50", "ms", lat_pick("p50_us"), target=Target("added", "<=", 0.5, "ms", "added <= 0.5 ms"))
+    row("c=1 latency p99", "ms", lat_pick("p99_us"), target=Target("added", "<=", 1.5, "ms", "added <= 1.5 ms"))
+
+    for conc in (32, 128):
+        tp = results.get(f"throughput_c{conc}", {})
+        tgt = Target("value", ">=", 5000, "req/s", ">= 5,000 req/s") if conc == 32 else None
+        row(f"c={conc} throughput", "req/s", lambda c, tp=tp: _get(tp, c, "rps"), added="ratio", target=tgt)
+        etgt = Target("value", "<=", 0, "errors", "0 errors") if conc == 32 else None
+        row(f"c={conc} errors", "count", lambda c, tp=tp: _get(tp, c, "error_total"), added="none", target=etgt)
+        row(
+            f"c={conc} latency p99",
+            "ms",
+            lambda c, tp=tp: (_num(_get(tp, c, "p99_us")) * us_to_ms) if _num(_get(tp, c, "p99_us")) is not None else None,
+        )
+
+    sl = results.get("stream_latency", {})
+
+    def sl_pick(kind: str, p: str) -> Callable[[str], Any]:
+        def f(c: str) -> Any:
+            v = _num(_get(sl, c, kind, p))
+            return v * us_to_ms if v is not None else None
+
+        return f
+
+    row("stream time to first event p50", "ms", sl_pick("ttfe_us", "p50"), target=Target("added", "<=", 1.0, "ms", "added <= 1 ms"))
+    row("stream time to first event p99", "ms", sl_pick("ttfe_us", "p99"))
+    row("stream per-event gap p50", "ms", sl_pick("gap_us", "p50"), note=f"mock sends an event every {_get(sl, 'delay_us') or '?'} us")
+    row("stream per-event gap p99", "ms", sl_pick("gap_us", "p99"), target=Target("added", "<=", 0.2, "ms", "added <= 0.2 ms"))
+    row("stream errors (sequential)", "count", lambda c: _get(sl, c, "errors"), added="none")
+
+    sh = results.get("stream_hold", {})
+    row(
+        "concurrent streams held without errors",
+        "streams",
+        lambda c: _get(sh, c, "held"),
+        added="none",
+        target=Target("value", ">=", 1000, "streams", ">= 1,000 with 0 errors"),
+        note=f"levels tried {_get(sh, 'levels_tried')}, {_get(sh, 'delay_us')} us between events",
+    )
+
+    mem = results.get("memory", {})
+
+    def mem_pick(key: str) -> Callable[[str], Any]:
+        def f(c: str) -> Any:
+            v = _num(_get(mem, c, key, "rss_kb"))
+            return v / 1024.0 if v is not None else None
+
+        return f
+
+    first_goal = next((_get(mem, g, "first_goal") for g in GATEWAYS if _get(mem, g, "first_goal")), None)
+    total_goal = next((_get(mem, g, "total_goal") for g in GATEWAYS if _get(mem, g, "total_goal")), None)
+    mock_rss = _num(_get(results, "mock_memory", "rss_kb"))
+    mock_mib = (lambda: mock_rss / 1024.0) if mock_rss is not None else (lambda: None)
+    row("RSS idle", "MiB", mem_pick("idle"), added="none", direct_pick=mock_mib, note="direct column: the mock upstream")
+    row(f"RSS after first {first_goal or '?'} requests", "MiB", mem_pick("after_first"), added="none")
+    row(f"RSS after {total_goal or '?'} requests", "MiB", mem_pick("after_all"), added="none")
+    row(
+        f"RSS growth first {first_goal or '?'} -> {total_goal or '?'}",
+        "%",
+        lambda c: _get(mem, c, "growth_pct"),
+        added="none",
+        target=Target("value", "<=", 10.0, "%", "within 10%"),
+    )
+    row("RSS after load stops", "MiB", mem_pick("after_stop"), added="none")
+
+    lm = results.get("local_model", {})
+    row(
+        "local model tokens/s",
+        "tokens/s",
+        lambda c: _get(lm, "gateway", "tokens_per_s") if c == "governed" else None,
+        added="ratio",
+        direct_pick=lambda: _get(lm, "direct", "tokens_per_s"),
+        target=Target("ratio", ">=", 0.9, "x", ">= 90% of direct"),
+        note="direct column: llama-cpp-python in its own process; gateway column: through the governed gateway",
+    )
+    return rows
+
+
+def _cell(r: dict[str, Any], col: str) -> str:
+    v = r.get(col)
+    s = _fmt(v)
+    if col in GATEWAYS and v is not None and r.get("added_kind") == "ratio":
+        ratio = r.get(f"ratio_{col}")
+        if ratio is not None:
+            s += f" ({ratio:.2f}x)"
+    return s
+
+
+def _added(r: dict[str, Any]) -> str:
+    kind = r.get("added_kind")
+    if kind == "diff":
+        parts = []
+        for g in ("proxy", "governed"):
+            v = r.get(f"added_{g}")
+            parts.append("n/a" if v is None else f"{v:+.3f}")
+        return " / ".join(parts)
+    if kind == "ratio":
+        parts = []
+        for g in ("proxy", "governed"):
+            v = r.get(f"ratio_{g}")
+            parts.append("n/a" if v is None else f"{v:.2f}x")
+        return " / ".join(parts)
+    return ""
+
+
+def _met(r: dict[str, Any]) -> str:
+    if "target" not in r:
+        return ""
+    if r["met"] is True:
+        return "yes"
+    if r["met"] is False:
+        return f"**NO**, {r['miss']}"
+    return f"n/a ({r['miss']})"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    meta = report["meta"]
+    lines = [
+        "# gemgate benchmark",
+        "",
+        f"- run: {meta['started']} ({'quick smoke run' if meta['quick'] else 'full run'}, "
+        f"{meta['elapsed_s']:.0f} s)",
+        f"- machine: {meta['cpus']} CPUs, {meta['memory_gib']:.0f} GiB; Python {meta['python']}; "
+        f"{meta.get('wrk', 'wrk ?')}",
+        f"- load: wrk {meta['wrk_threads']} thread(s), {meta['duration_s']} s per target per "
+        f"measurement in {meta['rounds']} interleaved round(s); mock upstream in C, "
+        f"{meta['mock_threads']} thread(s)",
+        "- governed = auth + budget reservation + ledger with durable commit; proxy = auth only; "
+        "Gemini door to Gemini upstream",
+        "- added = gateway minus direct (ms); for rates the ratio gateway / direct",
+        "",
+        "| metric | " + " | ".join(LABELS[c] for c in ("direct", "proxy", "governed"))
+        + " | added (proxy / governed) | " + LABELS["governed_w2"] + " | target (governed, N=1) | met? |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in report["rows"]:
+        name = f"{r['metric']} ({r['unit']})"
+        lines.append(
+            f"| {name} | {_cell(r, 'direct')} | {_cell(r, 'proxy')} | {_cell(r, 'governed')} | "
+            f"{_added(r)} | {_cell(r, 'governed_w2')} | {r.get('target', {}).get('text', '')} | {_met(r)} |"
+        )
+    notes = [f"- {r['metric']}: {r['note']}" for r in report["rows"] if r.get("note")]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    summary = report["targets"]
+    lines += [
+        "",
+        f"Targets met: {summary['met']} of {summary['total']}"
+        + (f"; not measured: {summary['not_measured']}" if summary["not_measured"] else ""),
+    ]
+    for m in summary["missed"]:
+        lines.append(f"- missed: {m}")
+    if report["errors"]:
+        lines += ["", "Errors during the run:"]
+        lines += ["- " + e.splitlines()[0] for e in report["errors"]]
+    return "\n".join(lines) + "\n"
+
+
+def summarize_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    judged = [r for r in rows if "target" in r]
+    return {
+        "total": len(judged),
+        "met": sum(1 for r in judged if r["met"] is True),
+        "not_measured": sum(1 for r in judged if r["met"] is None),
+        "missed": [f"{r['metric']}: {r['target']['text']}, {r['miss']}" for r in judged if r["met"] is False],
+    }
+
+
+def write(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    jp, mp = out / "report.json", out / "report.md"
+
+    def default(o: Any) -> Any:
+        if isinstance(o, Path):
+            return str(o)
+        if isinstance(o, set | tuple):
+            return list(o)
+        return str(o)
+
+    def clean(o: Any) -> Any:  # NaN is not JSON
+        if isinstance(o, float) and math.isnan(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, list | tuple):
+            return [clean(v) for v in o]
+        return o
+
+    jp.write_text(json.dumps(clean(report), indent=2, default=default) + "\n")
+    mp.write_text(markdown(report))
+    return jp, mp
