@@ -2,7 +2,8 @@
 
 Direct: a separate process (``python -m bench.localmodel``) loads the same GGUF with the same
 context size and thread count, and answers one JSON job per stdin line with the completion
-tokens and wall time of one ``Llama.create_chat_completion``. Through the gateway: the same
+tokens and wall time of one ``Llama.create_completion`` of the prompt in Gemma's chat
+template. Through the gateway: the same
 prompt, ``maxOutputTokens``, temperature and seed sent to ``:streamGenerateContent?alt=sse``;
 tokens are the last event's ``usageMetadata.candidatesTokenCount``. Both timings run from
 sending the request to the last token, so both include prompt processing.
@@ -41,7 +42,31 @@ def model_path() -> Path:
 # --- direct (child process) -----------------------------------------------------------------
 
 
+def gemma_turn(text: str) -> str:
+    """One user turn in Gemma's chat template, as the gateway's local provider builds it
+    (llama-cpp-python adds ``<bos>`` and parses the control tokens)."""
+    return f"<start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n"
+
+
+def _same_model_params_as_gateway() -> None:
+    """Load weights as the gateway does: without llama.cpp's extra buffer types (the AMX /
+    repacked-weight kernels), which fault on CPUs that advertise AMX under a hypervisor that
+    does not enable it. ``Llama`` has no argument for it, so patch the defaults it reads."""
+    import llama_cpp.llama_cpp as C
+
+    default = C.llama_model_default_params
+
+    def params() -> object:
+        p = default()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    C.llama_model_default_params = params
+
+
 def _serve(path: str, n_ctx: int, threads: int) -> None:
+    _same_model_params_as_gateway()
     from llama_cpp import Llama
 
     t0 = time.perf_counter()
@@ -57,8 +82,8 @@ def _serve(path: str, n_ctx: int, threads: int) -> None:
     for line in sys.stdin:
         job = json.loads(line)
         t = time.perf_counter()
-        out: Any = llm.create_chat_completion(
-            messages=[{"role": "user", "content": job["prompt"]}],
+        out: Any = llm.create_completion(
+            gemma_turn(job["prompt"]),
             max_tokens=int(job["max_tokens"]),
             temperature=float(job["temperature"]),
             seed=int(job["seed"]),

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.gateway_process import UPSTREAM_KEY_VAR, GatewayProcess
 

@@ -18,8 +18,8 @@ from rich.table import Table
 
 from gemgate.billing import NANOS_PER_USD, format_usd
 from gemgate.settings import CONFIG_ENV, ConfigError, Settings
-from gemgate.store import make_engine, migrate
 from gemgate.store import keys as key_store
+from gemgate.store import make_engine, migrate
 from gemgate.store import usage as usage_store
 
 app = typer.Typer(help="gemgate: a self-hosted LLM API gateway speaking Gemini's REST protocol.", no_args_is_help=True)
@@ -31,6 +31,12 @@ app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
+
+
+def _out() -> Console:
+    """Standard output; wide when it is not a terminal, so tables are never cut."""
+    console = Console()
+    return console if console.is_terminal else Console(width=240)
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help=f"Config file (TOML); default ${CONFIG_ENV}, else the embedded default.")]
 
 
@@ -155,7 +161,7 @@ def keys_list(
 ) -> None:
     """List keys (never the keys themselves: only their prefix)."""
     records = key_store.list_keys(_engine(config))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": r.name,
             "prefix": r.prefix,
@@ -177,7 +183,7 @@ def keys_list(
             row["expires_at"] or "never", "revoked" if row["revoked"] else "active",
             row["budget_usd"] or "-", row["spent_usd"],
         )
-    Console().print(table)
+    _out().print(table)
 
 
 @keys_app.command("revoke")
@@ -246,7 +252,7 @@ def usage(
     table = Table(*columns)
     for row in rows:
         table.add_row(*(str(row.get(c, "")) for c in columns))
-    Console().print(table)
+    _out().print(table)
 
 
 # --- models, db -----------------------------------------------------------------------------
@@ -259,7 +265,7 @@ def models_list(config: ConfigOpt = None) -> None:
     table = Table("id", "aliases", "provider", "upstream model")
     for m in settings.models:
         table.add_row(m.id, ", ".join(m.aliases), m.provider, m.upstream_model)
-    Console().print(table)
+    _out().print(table)
 
 
 @db_app.command("upgrade")

@@ -164,17 +164,17 @@ class _Table:
             raise ConfigError(f"{self.where}.{key} must be {kind_name}, got {value!r}")
         return value
 
-    def str(self, key: str, default: Any = None) -> Any:
+    def text(self, key: str, default: Any = None) -> Any:
         return self._get(key, (str,), "a string", default)
 
-    def int(self, key: str, default: Any = None) -> Any:
+    def integer(self, key: str, default: Any = None) -> Any:
         return self._get(key, (int,), "an integer", default)
 
     def number(self, key: str, default: Any = None) -> Any:
         value = self._get(key, (int, float), "a number", default)
         return float(value) if value is not None else None
 
-    def bool(self, key: str, default: Any = None) -> Any:
+    def flag(self, key: str, default: Any = None) -> Any:
         return self._get(key, (bool,), "true or false", default)
 
     def str_list(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -186,7 +186,7 @@ class _Table:
         return tuple(value)
 
     def table(self, key: str) -> _Table:
-        return _Table(self._get(key, (dict,), "a table", {}), f"{self.where}.{key}")
+        return _Table(self._get(key, (dict,), "a table", {}), f"{self.where}.{key}" if self.where else key)
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.seen)
@@ -226,13 +226,13 @@ def _server(t: _Table) -> ServerSettings:
         if p and (not p.startswith("/") or p.endswith("/")):
             raise ConfigError(f"server.path_prefixes entry {p!r} must start with '/' and not end with one")
     s = ServerSettings(
-        host=t.str("host", d.host),
-        port=t.int("port", d.port),
+        host=t.text("host", d.host),
+        port=t.integer("port", d.port),
         path_prefixes=prefixes,
-        max_body_mb=t.int("max_body_mb", d.max_body_mb),
-        workers=t.int("workers", d.workers),
+        max_body_mb=t.integer("max_body_mb", d.max_body_mb),
+        workers=t.integer("workers", d.workers),
         upstream_timeout_s=t.number("upstream_timeout_s", d.upstream_timeout_s),
-        allow_remote_media=t.bool("allow_remote_media", d.allow_remote_media),
+        allow_remote_media=t.flag("allow_remote_media", d.allow_remote_media),
     )
     t.done()
     if not 0 < s.port < 65536:
@@ -245,8 +245,8 @@ def _server(t: _Table) -> ServerSettings:
 
 
 def _provider(t: _Table, env: Mapping[str, str]) -> ProviderSettings:
-    name = t.str("name")
-    ptype = t.str("type")
+    name = t.text("name")
+    ptype = t.text("type")
     if not name:
         raise ConfigError(f"{t.where}.name is required")
     if ptype not in PROVIDER_TYPES:
@@ -258,12 +258,12 @@ def _provider(t: _Table, env: Mapping[str, str]) -> ProviderSettings:
     p = ProviderSettings(
         name=name,
         type=ptype,
-        base_url=t.str("base_url"),
-        api_key=_secret(t.str("api_key"), f"{t.where}.api_key", env),
+        base_url=t.text("base_url"),
+        api_key=_secret(t.text("api_key"), f"{t.where}.api_key", env),
         headers=headers,
-        model_path=t.str("model_path"),
-        n_ctx=t.int("n_ctx", 8192),
-        threads=t.int("threads"),
+        model_path=t.text("model_path"),
+        n_ctx=t.integer("n_ctx", 8192),
+        threads=t.integer("threads"),
     )
     t.done()
     if ptype in ("gemini", "openai") and not p.base_url:
@@ -272,10 +272,10 @@ def _provider(t: _Table, env: Mapping[str, str]) -> ProviderSettings:
 
 
 def _model(t: _Table) -> ModelSettings:
-    mid = t.str("id")
+    mid = t.text("id")
     if not mid:
         raise ConfigError(f"{t.where}.id is required")
-    provider = t.str("provider")
+    provider = t.text("provider")
     if not provider:
         raise ConfigError(f"{t.where}.provider is required")
     price_t = t.table("price")
@@ -283,13 +283,13 @@ def _model(t: _Table) -> ModelSettings:
     m = ModelSettings(
         id=mid,
         provider=provider,
-        upstream_model=t.str("upstream_model", mid),
+        upstream_model=t.text("upstream_model", mid),
         aliases=t.str_list("aliases"),
-        catalog=t.str("catalog"),
+        catalog=t.text("catalog"),
         price=price,
-        display_name=t.str("display_name"),
-        input_token_limit=t.int("input_token_limit"),
-        output_token_limit=t.int("output_token_limit"),
+        display_name=t.text("display_name"),
+        input_token_limit=t.integer("input_token_limit"),
+        output_token_limit=t.integer("output_token_limit"),
     )
     t.done()
     if ".." in mid or mid.startswith("/") or mid.endswith("/"):
@@ -301,18 +301,18 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
     root = _Table(raw, "")
     server = _server(root.table("server"))
     db_t = root.table("database")
-    database = DatabaseSettings(url=db_t.str("url", DEFAULT_DB_URL))
+    database = DatabaseSettings(url=db_t.text("url", DEFAULT_DB_URL))
     db_t.done()
     redis_t = root.table("redis")
-    redis = RedisSettings(url=redis_t.str("url"))
+    redis = RedisSettings(url=redis_t.text("url"))
     redis_t.done()
     ledger_t = root.table("ledger")
     ledger = LedgerSettings(
-        enabled=ledger_t.bool("enabled", True), batch_max=ledger_t.int("batch_max", 256)
+        enabled=ledger_t.flag("enabled", True), batch_max=ledger_t.integer("batch_max", 256)
     )
     ledger_t.done()
     admin_t = root.table("admin")
-    admin = AdminSettings(key=_secret(admin_t.str("key"), "admin.key", env))
+    admin = AdminSettings(key=_secret(admin_t.text("key"), "admin.key", env))
     admin_t.done()
 
     root.seen.update({"providers", "models"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from google import genai
 from google.genai import errors, types
-
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.gateway_process import GatewayProcess
 

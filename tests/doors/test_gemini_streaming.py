@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import orjson
-
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.gateway_process import GatewayProcess
 

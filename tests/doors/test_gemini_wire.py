@@ -8,7 +8,6 @@ import time
 import httpx
 import orjson
 import pytest
-
 from tests.conftest import UPSTREAM_KEY
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.gateway_process import GatewayProcess

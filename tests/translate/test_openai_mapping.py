@@ -112,10 +112,18 @@ def test_json_array_tool_result_is_wrapped_as_text() -> None:
                 {
                     "role": "assistant",
                     "tool_calls": [
-                        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                        {
+                            "id": "c",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
                     ],
                 },
-                {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "[1,2]"}]},
+                {
+                    "role": "tool",
+                    "tool_call_id": "c",
+                    "content": [{"type": "text", "text": "[1,2]"}],
+                },
             ]
         )
     )
@@ -167,7 +175,10 @@ def test_media_parts() -> None:
                         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
                         {"type": "image_url", "image_url": {"url": "https://x.test/cat.jpg"}},
                         {"type": "image_url", "image_url": {"url": "https://x.test/img?id=3"}},
-                        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+                        {
+                            "type": "input_audio",
+                            "input_audio": {"data": "UklGRg==", "format": "wav"},
+                        },
                         {
                             "type": "file",
                             "file": {
@@ -196,7 +207,10 @@ def test_media_parts() -> None:
         ([], "messages"),
         ([{"role": "robot", "content": "x"}], "messages[0].role"),
         ([{"role": "user", "content": 3}], "messages[0].content"),
-        ([{"role": "user", "content": [{"type": "video", "video": {}}]}], "messages[0].content[0].type"),
+        (
+            [{"role": "user", "content": [{"type": "video", "video": {}}]}],
+            "messages[0].content[0].type",
+        ),
         (
             [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}],
             "messages[0].content[0].image_url.url",
@@ -231,7 +245,10 @@ def test_parameters() -> None:
             reasoning_effort="medium",
             response_format={
                 "type": "json_schema",
-                "json_schema": {"name": "x", "schema": {"type": "object", "additionalProperties": False}},
+                "json_schema": {
+                    "name": "x",
+                    "schema": {"type": "object", "additionalProperties": False},
+                },
             },
             user="u",
             metadata={"a": "b"},
@@ -268,7 +285,9 @@ def test_reasoning_effort(effort: str, budget: int) -> None:
 
 
 def test_json_object_and_max_tokens() -> None:
-    _, req = chat_to_gemini(chat(max_tokens=5, response_format={"type": "json_object"}, stop=["a", "b"]))
+    _, req = chat_to_gemini(
+        chat(max_tokens=5, response_format={"type": "json_object"}, stop=["a", "b"])
+    )
     assert req["generationConfig"] == {
         "maxOutputTokens": 5,
         "responseMimeType": "application/json",
@@ -390,7 +409,9 @@ def test_response_text_thoughts_tools_images_usage() -> None:
     assert choice["finish_reason"] == "tool_calls"
     assert msg["content"] == "Hello world"
     assert msg["reasoning_content"] == "thinking..."
-    assert msg["images"] == [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]
+    assert msg["images"] == [
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+    ]
     calls = msg["tool_calls"]
     assert calls[0]["id"].startswith("call_") and calls[1]["id"] == "own"
     assert calls[0]["function"] == {"name": "f", "arguments": '{"x":1}'}
@@ -480,7 +501,11 @@ def test_chat_response_to_gemini() -> None:
                     "content": "hi",
                     "reasoning_content": "hmm",
                     "tool_calls": [
-                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":[1]}'}}
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": '{"a":[1]}'},
+                        }
                     ],
                 },
                 "finish_reason": "tool_calls",
@@ -528,7 +553,9 @@ def test_malformed_upstream_arguments() -> None:
             {
                 "message": {
                     "content": None,
-                    "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{"}}],
+                    "tool_calls": [
+                        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{"}}
+                    ],
                 },
                 "finish_reason": "tool_calls",
             }
@@ -546,7 +573,13 @@ def test_gemini_to_chat_request() -> None:
     req = {
         "systemInstruction": {"parts": [{"text": "sys"}]},
         "contents": [
-            {"role": "user", "parts": [{"text": "hi"}, {"inlineData": {"mimeType": "image/png", "data": "iVBO-_w"}}]},
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "hi"},
+                    {"inlineData": {"mimeType": "image/png", "data": "iVBO-_w"}},
+                ],
+            },
             {
                 "role": "model",
                 "parts": [
@@ -599,7 +632,10 @@ def test_gemini_to_chat_request() -> None:
     assert msgs[2]["content"] == "ok" and msgs[2]["reasoning_content"] == "plan"
     ids = [c["id"] for c in msgs[2]["tool_calls"]]
     assert ids == ["call_1_2", "call_1_3"]
-    assert [json.loads(c["function"]["arguments"]) for c in msgs[2]["tool_calls"]] == [{"q": 1}, {"q": 2}]
+    assert [json.loads(c["function"]["arguments"]) for c in msgs[2]["tool_calls"]] == [
+        {"q": 1},
+        {"q": 2},
+    ]
     assert msgs[3] == {"role": "tool", "tool_call_id": "call_1_2", "content": '{"r": 1}'}
     assert msgs[4] == {"role": "tool", "tool_call_id": "call_1_3", "content": '{"r": 2}'}
     assert body["max_completion_tokens"] == 50 and body["top_k"] == 20 and body["stop"] == ["x"]
@@ -611,7 +647,9 @@ def test_gemini_to_chat_request() -> None:
             "schema": {"type": "object", "properties": {"a": {"type": ["string", "null"]}}},
         },
     }
-    assert body["tools"] == [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    assert body["tools"] == [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    ]
     assert body["tool_choice"] == {"type": "function", "function": {"name": "f"}}
 
 
@@ -620,20 +658,42 @@ def test_gemini_to_chat_request() -> None:
     [
         ({"contents": []}, "contents"),
         (
-            {"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "video/mp4", "fileUri": "gs://b/v"}}]}]},
+            {
+                "contents": [
+                    {
+                        "role": "user",
+                        "parts": [{"fileData": {"mimeType": "video/mp4", "fileUri": "gs://b/v"}}],
+                    }
+                ]
+            },
             "contents[0].parts[0].fileData",
         ),
         (
-            {"contents": [{"parts": [{"text": "a"}, {"inlineData": {"mimeType": "video/mp4", "data": "AA"}}]}]},
+            {
+                "contents": [
+                    {
+                        "parts": [
+                            {"text": "a"},
+                            {"inlineData": {"mimeType": "video/mp4", "data": "AA"}},
+                        ]
+                    }
+                ]
+            },
             "contents[0].parts[1].inlineData.mimeType",
         ),
         (
             {"contents": [{"parts": [{"executableCode": {"code": "1"}}]}]},
             "contents[0].parts[0].executableCode",
         ),
-        ({"contents": [{"parts": [{"text": "a"}]}], "tools": [{"googleSearch": {}}]}, "tools[0].googleSearch"),
         (
-            {"contents": [{"parts": [{"text": "a"}]}], "generationConfig": {"responseModalities": ["TEXT", "IMAGE"]}},
+            {"contents": [{"parts": [{"text": "a"}]}], "tools": [{"googleSearch": {}}]},
+            "tools[0].googleSearch",
+        ),
+        (
+            {
+                "contents": [{"parts": [{"text": "a"}]}],
+                "generationConfig": {"responseModalities": ["TEXT", "IMAGE"]},
+            },
             "generationConfig.responseModalities",
         ),
         (
@@ -641,10 +701,16 @@ def test_gemini_to_chat_request() -> None:
             "generationConfig.speechConfig",
         ),
         (
-            {"contents": [{"parts": [{"text": "a"}]}], "safetySettings": [{"category": "X", "threshold": "BLOCK_LOW_AND_ABOVE"}]},
+            {
+                "contents": [{"parts": [{"text": "a"}]}],
+                "safetySettings": [{"category": "X", "threshold": "BLOCK_LOW_AND_ABOVE"}],
+            },
             "safetySettings[0].threshold",
         ),
-        ({"contents": [{"parts": [{"text": "a"}]}], "cachedContent": "cachedContents/1"}, "cachedContent"),
+        (
+            {"contents": [{"parts": [{"text": "a"}]}], "cachedContent": "cachedContents/1"},
+            "cachedContent",
+        ),
         ({"contents": [{"role": "system", "parts": [{"text": "a"}]}]}, "contents[0].role"),
         (
             {"contents": [{"parts": [{"inlineData": {"mimeType": "audio/ogg", "data": "AA"}}]}]},
@@ -676,7 +742,9 @@ def test_gemini_to_chat_function_calling_modes() -> None:
             },
         ),
     ]:
-        body = gemini_to_chat({**base, "toolConfig": {"functionCallingConfig": fcc}}, model="m", stream=False)
+        body = gemini_to_chat(
+            {**base, "toolConfig": {"functionCallingConfig": fcc}}, model="m", stream=False
+        )
         assert body["tool_choice"] == choice
         back = chat_to_gemini(body)[1]
         assert back["toolConfig"]["functionCallingConfig"]["mode"] == fcc["mode"]
@@ -684,8 +752,18 @@ def test_gemini_to_chat_function_calling_modes() -> None:
 
 def test_schema_conversion() -> None:
     assert schema_to_json_schema(
-        {"type": "ARRAY", "items": {"type": "INTEGER", "minimum": 1}, "minItems": "2", "example": [1, 2]}
-    ) == {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "examples": [[1, 2]]}
+        {
+            "type": "ARRAY",
+            "items": {"type": "INTEGER", "minimum": 1},
+            "minItems": "2",
+            "example": [1, 2],
+        }
+    ) == {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1},
+        "minItems": 2,
+        "examples": [[1, 2]],
+    }
 
 
 # ---------------------------------------------------------------- streams
@@ -694,17 +772,31 @@ def test_schema_conversion() -> None:
 def test_stream_encoder() -> None:
     enc = ChatStreamEncoder("gm", "chatcmpl-s", 5, include_usage=True)
     chunks = [
-        {"candidates": [{"content": {"role": "model", "parts": [{"text": "think", "thought": True}]}}]},
-        {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}}], "usageMetadata": {"promptTokenCount": 2}},
+        {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": "think", "thought": True}]}}
+            ]
+        },
+        {
+            "candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}}],
+            "usageMetadata": {"promptTokenCount": 2},
+        },
         {"candidates": [{"content": {"role": "model", "parts": [{"text": "lo"}]}}]},
         {
             "candidates": [
                 {
-                    "content": {"role": "model", "parts": [{"functionCall": {"id": "c", "name": "f", "args": {"a": 1}}}]},
+                    "content": {
+                        "role": "model",
+                        "parts": [{"functionCall": {"id": "c", "name": "f", "args": {"a": 1}}}],
+                    },
                     "finishReason": "STOP",
                 }
             ],
-            "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 3, "thoughtsTokenCount": 1},
+            "usageMetadata": {
+                "promptTokenCount": 2,
+                "candidatesTokenCount": 3,
+                "thoughtsTokenCount": 1,
+            },
         },
     ]
     out = [c for g in chunks for c in enc.feed(g)] + enc.finish()
@@ -714,7 +806,12 @@ def test_stream_encoder() -> None:
     assert deltas[0] == {"role": "assistant", "reasoning_content": "think"}
     assert deltas[1] == {"content": "Hel"} and deltas[2] == {"content": "lo"}
     assert deltas[3]["tool_calls"] == [
-        {"index": 0, "id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+        {
+            "index": 0,
+            "id": "c",
+            "type": "function",
+            "function": {"name": "f", "arguments": '{"a":1}'},
+        }
     ]
     assert out[3]["choices"][0]["finish_reason"] == "tool_calls"
     assert out[-1]["choices"] == []
@@ -759,13 +856,19 @@ def test_stream_decoder_text_immediately_tools_at_finish() -> None:
     first = dec.feed(_openai_chunk({"content": "Hi"}))
     assert first[0]["candidates"][0]["content"]["parts"] == [{"text": "Hi"}]
     assert first[0]["responseId"] == "chatcmpl-u" and first[0]["modelVersion"] == "gpt-x"
-    assert dec.feed(_openai_chunk({"reasoning_content": "r"}))[0]["candidates"][0]["content"]["parts"] == [
-        {"text": "r", "thought": True}
-    ]
+    assert dec.feed(_openai_chunk({"reasoning_content": "r"}))[0]["candidates"][0]["content"][
+        "parts"
+    ] == [{"text": "r", "thought": True}]
     call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": ""}}
     assert dec.feed(_openai_chunk({"tool_calls": [call]})) == []
-    assert dec.feed(_openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]})) == []
-    assert dec.feed(_openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]})) == []
+    assert (
+        dec.feed(_openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]}))
+        == []
+    )
+    assert (
+        dec.feed(_openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}))
+        == []
+    )
     # the finish is held for one event so that the usage rides with it
     assert dec.feed(_openai_chunk({}, "tool_calls")) == []
     usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
@@ -773,18 +876,28 @@ def test_stream_decoder_text_immediately_tools_at_finish() -> None:
     assert len(last) == 1
     cand = last[0]["candidates"][0]
     assert cand["finishReason"] == "STOP"
-    assert cand["content"]["parts"] == [{"functionCall": {"name": "f", "args": {"a": 1}, "id": "c1"}}]
-    assert last[0]["usageMetadata"] == {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7}
+    assert cand["content"]["parts"] == [
+        {"functionCall": {"name": "f", "args": {"a": 1}, "id": "c1"}}
+    ]
+    assert last[0]["usageMetadata"] == {
+        "promptTokenCount": 3,
+        "candidatesTokenCount": 4,
+        "totalTokenCount": 7,
+    }
     assert dec.finish() == []
 
 
 def test_stream_decoder_finish_flushes_held_and_truncated() -> None:
     dec = ChatStreamDecoder()
-    assert dec.feed(_openai_chunk({"content": "a"}, "stop"))  == []
+    assert dec.feed(_openai_chunk({"content": "a"}, "stop")) == []
     out = dec.finish()
     assert out[0]["candidates"][0]["finishReason"] == "STOP"
     dec = ChatStreamDecoder()
-    dec.feed(_openai_chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}))
+    dec.feed(
+        _openai_chunk(
+            {"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}
+        )
+    )
     out = dec.finish()
     assert out[0]["candidates"][0]["content"]["parts"][0]["functionCall"]["name"] == "f"
 
@@ -800,5 +913,7 @@ def test_stream_decoder_ignores_null_usage_and_next_content_releases_hold() -> N
         ],
     }
     assert dec.feed(two) == []
-    nxt = dec.feed({"id": "i", "choices": [{"index": 1, "delta": {"content": "y"}, "finish_reason": None}]})
+    nxt = dec.feed(
+        {"id": "i", "choices": [{"index": 1, "delta": {"content": "y"}, "finish_reason": None}]}
+    )
     assert [c["candidates"][0]["index"] for c in nxt] == [0, 1]

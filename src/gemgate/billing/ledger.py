@@ -14,6 +14,7 @@ before inserting), so a retried batch never duplicates a record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -140,10 +141,9 @@ class LedgerWriter:
         for _rec, fut, loop in batch:
             by_loop[loop].append(fut)
         for loop, futures in by_loop.items():
-            try:
+            # A closed loop (shutdown) has nobody waiting.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, futures, error)
-            except RuntimeError:  # the loop has closed (shutdown); nobody is waiting
-                pass
 
 
 def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:

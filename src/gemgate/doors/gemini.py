@@ -13,11 +13,22 @@ import base64
 import binascii
 import contextlib
 import logging
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
 
-from gemgate.asgi import JSON_TYPE, SSE_TYPE, Request, Send, send_bytes, send_chunk, send_json, start_stream, wait_disconnect
+from gemgate.asgi import (
+    JSON_TYPE,
+    SSE_TYPE,
+    Request,
+    Send,
+    send_bytes,
+    send_chunk,
+    send_json,
+    start_stream,
+    wait_disconnect,
+)
 from gemgate.billing import format_usd
 from gemgate.doors.sse import JsonArrayFramer, sse_event
 from gemgate.errors import GatewayError, Internal, InvalidArgument, NotFound
@@ -26,7 +37,7 @@ from gemgate.pipeline.authorize import check_key, check_model, may_use
 from gemgate.pipeline.compose import Pipeline
 from gemgate.pipeline.context import RequestContext
 from gemgate.pipeline.route import Route, Router
-from gemgate.providers.base import UpstreamCall
+from gemgate.providers.base import Chunk, UpstreamCall
 from gemgate.types import parse_request
 
 log = logging.getLogger("gemgate.door.gemini")
@@ -214,7 +225,7 @@ class GeminiDoor:
         self, req: Request, send: Send, ctx: RequestContext, route: Route, call: UpstreamCall
     ) -> None:
         sse = req.query.get("alt") == "sse"
-        chunks = self._pipeline.stream(ctx, route, call)
+        chunks: AsyncGenerator[Chunk, None] = self._pipeline.stream(ctx, route, call)
         relay = asyncio.ensure_future(self._relay(send, ctx, chunks, sse))
         gone = asyncio.ensure_future(wait_disconnect(req.receive))
         try:

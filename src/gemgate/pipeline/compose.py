@@ -8,7 +8,7 @@ record, whether it succeeds, fails, or its client goes away.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from gemgate.billing import worst_case_nanos
@@ -137,7 +137,9 @@ class Pipeline:
             return {"contents": [r.get("content") or {} for r in request["requests"]]}
         return {"contents": [request.get("content") or {}]}
 
-    async def stream(self, ctx: RequestContext, route: Route, call: UpstreamCall) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, ctx: RequestContext, route: Route, call: UpstreamCall
+    ) -> AsyncGenerator[Chunk, None]:
         """Relay the upstream stream chunk by chunk; the chunk that finishes the answer is
         held until the usage record is committed. Closing this iterator early (the client
         went away) cancels the upstream call and records what was generated."""

@@ -140,16 +140,14 @@ class GeminiProvider:
         upstream_name = f"models/{call.model}"
         if call.method == "batchEmbedContents":
             # Each inner request names its model; it must be the upstream's name.
-            request = {
+            batch = {
                 "requests": [{**r, "model": upstream_name} for r in call.request.get("requests", [])]
             }
-            return await self._unary(call.model, "batchEmbedContents", orjson.dumps(request))
-        request = dict(call.request)
-        if "model" in request:
-            request["model"] = upstream_name
-            body = orjson.dumps(request)
+            return await self._unary(call.model, "batchEmbedContents", orjson.dumps(batch))
+        if "model" in call.request:
+            body = orjson.dumps({**call.request, "model": upstream_name})
         else:
-            body = call.raw if call.raw is not None else orjson.dumps(request)
+            body = call.raw if call.raw is not None else orjson.dumps(call.request)
         return await self._unary(call.model, "embedContent", body)
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:

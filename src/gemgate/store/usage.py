@@ -42,7 +42,7 @@ def report(
     columns.extend(func.coalesce(func.sum(getattr(u.c, name)), 0).label(name) for name in SUMMED)
     stmt = select(*columns)
     if key:
-        stmt = stmt.where((u.c.key_name == key))
+        stmt = stmt.where(u.c.key_name == key)
     if model:
         stmt = stmt.where(u.c.model == model)
     if since:
@@ -55,7 +55,7 @@ def report(
         rows = conn.execute(stmt).all()
     out = []
     for row in rows:
-        data = {k: (int(v) if isinstance(v, int | float) or v is None else v) for k, v in row._mapping.items()}
+        data = dict(row._mapping)
         for name in ("interrupted", "estimated", *SUMMED):
             data[name] = int(data.get(name) or 0)
         if group_by is None and data["requests"] == 0:
