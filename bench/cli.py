@@ -10,11 +10,14 @@ the harness could not run at all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
 import sys
 import time
+import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,15 +38,45 @@ GATEWAY_TARGETS = {  # target name -> (mode, workers)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
     p.add_argument("--quick", action="store_true", help="smoke run: tiny durations, < 60 s in all")
-    p.add_argument("--duration", type=int, default=None, help="seconds of load per target per wrk measurement (default 10; quick 1)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds the duration is split into (default 2; quick 1)")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out", help="output directory (default bench/out/)")
-    p.add_argument("--only", choices=("all", "mock", "gateway"), default="all", help="mock: the direct baseline only; gateway: skip the direct target")
-    p.add_argument("--phases", default=",".join(ALL_PHASES), help=f"comma list of {', '.join(ALL_PHASES)}")
-    p.add_argument("--gateways", default=",".join(GATEWAY_TARGETS), help=f"comma list of {', '.join(GATEWAY_TARGETS)}")
+    p.add_argument(
+        "--duration",
+        type=int,
+        default=None,
+        help="seconds of load per target per wrk measurement (default 10; quick 1)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds the duration is split into (default 2; quick 1)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "out",
+        help="output directory (default bench/out/)",
+    )
+    p.add_argument(
+        "--only",
+        choices=("all", "mock", "gateway"),
+        default="all",
+        help="mock: the direct baseline only; gateway: skip the direct target",
+    )
+    p.add_argument(
+        "--phases", default=",".join(ALL_PHASES), help=f"comma list of {', '.join(ALL_PHASES)}"
+    )
+    p.add_argument(
+        "--gateways",
+        default=",".join(GATEWAY_TARGETS),
+        help=f"comma list of {', '.join(GATEWAY_TARGETS)}",
+    )
     p.add_argument("--wrk-threads", type=int, default=1)
     p.add_argument("--mock-threads", type=int, default=1)
-    p.add_argument("--hold-levels", default=None, help="comma list of concurrent stream counts (default 100,250,500,1000; quick 20)")
+    p.add_argument(
+        "--hold-levels",
+        default=None,
+        help="comma list of concurrent stream counts (default 100,250,500,1000; quick 20)",
+    )
     p.add_argument("--no-install", action="store_true", help="never run apt-get")
     return p.parse_args(argv)
 
@@ -86,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     gw_names = [g.strip() for g in args.gateways.split(",") if g.strip()]
     if set(gw_names) - set(GATEWAY_TARGETS):
-        print(f"unknown gateway(s): {', '.join(sorted(set(gw_names) - set(GATEWAY_TARGETS)))}", file=sys.stderr)
+        print(
+            f"unknown gateway(s): {', '.join(sorted(set(gw_names) - set(GATEWAY_TARGETS)))}",
+            file=sys.stderr,
+        )
         return 2
     if args.only == "mock":
         gw_names = []
@@ -118,9 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         **_machine(),
     }
     results: dict[str, Any] = {}
-    ctx: Context | None = None
+    errors: list[str] = []
     gateways: dict[str, Gateway] = {}
-    say = lambda m: print(f"[bench] {m}", flush=True)  # noqa: E731
     try:
         try:
             versions = install.ensure_tools(install=not args.no_install)
@@ -140,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         targets: list[Target] = []
         if args.only != "gateway":
             targets.append(Target("direct", mock.url, {}))
-        ctx = Context(opts=opts, out=out, targets=targets)
+        ctx = Context(opts=opts, out=out, targets=targets, errors=errors)
 
         models = [
             phases.BASE_MODEL,
@@ -158,70 +193,99 @@ def main(argv: list[str] | None = None) -> int:
                 for g in gw_names:
                     gw_status[g] = {"error": msg}
                 gw_names = []
-        for g in gw_names:
+        launched: list[tuple[str, Gateway]] = []
+        for g in gw_names:  # launch all, then wait for all: start-ups overlap
             mode, workers = GATEWAY_TARGETS[g]
             gw = Gateway(
-                name=g, mode=mode, workers=workers, workdir=out / "gateways" / g,
-                mock_url=mock.url, models=models,
+                name=g,
+                mode=mode,
+                workers=workers,
+                workdir=out / "gateways" / g,
+                mock_url=mock.url,
+                models=models,
             )
-            t = Target(g, "", {}, gateway=gw)
             try:
                 say(f"starting gateway {g} ({mode}, {workers} worker(s))")
-                gw.start()
-                t.base_url, t.headers = gw.base_url, gw.headers
-                phases.sanity_check(t, opts.stream_delay_us)
-                time.sleep(1.0)
-                idle[g] = gw.memory()
-                gateways[g] = gw
-                targets.append(t)
-                gw_status[g] = {"ok": True, "port": gw.port, "startup_s": round(gw.startup_s, 2), "workers": workers, "mode": mode}
-                say(f"gateway {g} ready on {gw.base_url} in {gw.startup_s:.1f} s, RSS {idle[g]['rss_kb'] / 1024:.0f} MiB")
+                gw.launch()
+                launched.append((g, gw))
             except Exception as exc:
-                msg = f"gateway {g} failed to start or answer: {type(exc).__name__}: {exc}"
-                say(msg)
-                ctx.errors.append(msg)
-                gw_status[g] = {"error": msg.splitlines()[0], "log_tail": gw.log_tail()}
-                gw.stop()
+                _gateway_failed(ctx, gw_status, g, gw, exc)
+        for g, gw in launched:
+            t = Target(g, gw.base_url, {}, gateway=gw)
+            try:
+                gw.wait_ready()
+                t.headers = gw.headers
+                phases.sanity_check(t, opts.stream_delay_us)
+            except Exception as exc:
+                _gateway_failed(ctx, gw_status, g, gw, exc)
+                continue
+            gateways[g] = gw
+            targets.append(t)
+            gw_status[g] = {
+                "ok": True,
+                "port": gw.port,
+                "startup_s": round(gw.startup_s, 2),
+                "workers": gw.workers,
+                "mode": gw.mode,
+            }
+        if gateways:
+            time.sleep(1.0)
+        for g, gw in gateways.items():
+            idle[g] = gw.memory()
+            say(
+                f"gateway {g} ready on {gw.base_url} in {gw.startup_s:.1f} s, RSS {idle[g]['rss_kb'] / 1024:.0f} MiB"
+            )
         results["gateways"] = gw_status
         results["mock_memory"] = mock.memory()
 
+        phase_s: dict[str, float] = meta.setdefault("phase_s", {})
         if "memory" in wanted:
-            mem: dict[str, Any] = {}
-            for t in targets:
-                if t.gateway is None:
-                    continue
-                say(f"memory: {t.name} up to {opts.mem_total} requests")
-                mem[t.name] = ctx.guarded("memory", t, lambda t=t: phases.memory(ctx, t, idle[t.name]))
-            results["memory"] = mem
+            with _timed(phase_s, "memory"):
+                mem: dict[str, Any] = {}
+                for t in targets:
+                    if t.gateway is None:
+                        continue
+                    say(f"memory: {t.name} up to {opts.mem_total} requests")
+                    mem[t.name] = ctx.guarded("memory", t, phases.memory, ctx, t, idle[t.name])
+                results["memory"] = mem
         else:
             results["memory"] = {g: {"idle": m} for g, m in idle.items()}
 
         if wanted & {"latency", "throughput"} and targets:
-            phases.warmup(ctx)
+            with _timed(phase_s, "warmup"):
+                phases.warmup(ctx)
         if "latency" in wanted:
-            results["latency_c1"] = phases.latency_c1(ctx)
+            with _timed(phase_s, "latency"):
+                results["latency_c1"] = phases.latency_c1(ctx)
         if "throughput" in wanted:
-            results["throughput_c32"] = phases.throughput(ctx, 32)
-            results["throughput_c128"] = phases.throughput(ctx, 128)
+            with _timed(phase_s, "throughput"):
+                results["throughput_c32"] = phases.throughput(ctx, 32)
+                results["throughput_c128"] = phases.throughput(ctx, 128)
         if wanted & {"stream", "hold"} and targets:
             from bench.streamclient import StreamClient
 
             ctx.stream_client = StreamClient(logs / "streamclient.log")
             if "stream" in wanted:
-                results["stream_latency"] = phases.stream_latency(ctx)
+                with _timed(phase_s, "stream"):
+                    results["stream_latency"] = phases.stream_latency(ctx)
             if "hold" in wanted:
-                results["stream_hold"] = phases.stream_hold(ctx)
+                with _timed(phase_s, "hold"):
+                    results["stream_hold"] = phases.stream_hold(ctx)
             ctx.stream_client.close()
         results["final_memory"] = {g: gw.memory() for g, gw in gateways.items()}
         for g in list(gateways):
             gateways.pop(g).stop()
 
         if "local" in wanted:
-            results["local_model"] = local_model_phase(ctx, out, mock.url)
+            with _timed(phase_s, "local"):
+                results["local_model"] = local_model_phase(ctx, out, mock.url)
     except KeyboardInterrupt:
         say("interrupted; writing what was measured")
-        if ctx is not None:
-            ctx.errors.append("interrupted")
+        errors.append("interrupted")
+    except Exception as exc:
+        say(f"harness error: {type(exc).__name__}: {exc}")
+        errors.append(f"harness: {type(exc).__name__}: {exc}")
+        (out / "errors.log").open("a").write(traceback.format_exc() + "\n")
     finally:
         for gw in gateways.values():
             gw.stop()
@@ -235,12 +299,35 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "rows": rows,
         "targets": report.summarize_targets(rows),
-        "errors": ctx.errors if ctx else [],
+        "errors": errors,
     }
     jp, mp = report.write(doc, out)
     print(mp.read_text(), flush=True)
     say(f"wrote {jp} and {mp}")
     return 1 if doc["errors"] else 0
+
+
+@contextlib.contextmanager
+def _timed(into: dict[str, float], name: str) -> Iterator[None]:
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        into[name] = round(time.monotonic() - t0, 1)
+
+
+def say(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+def _gateway_failed(
+    ctx: Context, status: dict[str, Any], name: str, gw: Gateway, exc: Exception
+) -> None:
+    msg = f"gateway {name} failed to start or answer: {type(exc).__name__}: {exc}"
+    print(f"[bench] {msg}", flush=True)
+    ctx.errors.append(msg)
+    status[name] = {"error": msg.splitlines()[0], "log_tail": gw.log_tail()}
+    gw.stop()
 
 
 def local_model_phase(ctx: Context, out: Path, mock_url: str) -> dict[str, Any]:
@@ -260,16 +347,24 @@ def local_model_phase(ctx: Context, out: Path, mock_url: str) -> dict[str, Any]:
     try:
         path = localmodel.model_path()
         res["model_path_name"] = path.name
-        spec = LocalModelSpec(model_path=str(path), n_ctx=opts.local_n_ctx, threads=opts.local_threads)
+        spec = LocalModelSpec(
+            model_path=str(path), n_ctx=opts.local_n_ctx, threads=opts.local_threads
+        )
         ctx.say("local model: starting the governed gateway with the local provider")
         gw = Gateway(
-            name="governed_local", mode="governed", workers=1,
-            workdir=out / "gateways" / "governed_local", mock_url=mock_url,
-            models=[phases.BASE_MODEL], local=spec,
+            name="governed_local",
+            mode="governed",
+            workers=1,
+            workdir=out / "gateways" / "governed_local",
+            mock_url=mock_url,
+            models=[phases.BASE_MODEL],
+            local=spec,
         )
         gw.start()
         ctx.say("local model: loading llama-cpp-python directly")
-        direct = localmodel.DirectLlama(path, opts.local_n_ctx, opts.local_threads, out / "logs" / "llama-direct.log")
+        direct = localmodel.DirectLlama(
+            path, opts.local_n_ctx, opts.local_threads, out / "logs" / "llama-direct.log"
+        )
         res["direct_load_s"] = direct.load_s
         args = (localmodel.PROMPT, opts.local_tokens, 0.0, 1234)
         # one untimed run each, then interleaved timed rounds
@@ -279,11 +374,18 @@ def local_model_phase(ctx: Context, out: Path, mock_url: str) -> dict[str, Any]:
         for rnd in range(opts.local_rounds):
             ctx.say(f"local model: round {rnd + 1}/{opts.local_rounds}")
             d_runs.append(direct.generate(*args))
-            g_runs.append(localmodel.gateway_generate(gw.base_url, gw.headers, spec.model_id, *args))
+            g_runs.append(
+                localmodel.gateway_generate(gw.base_url, gw.headers, spec.model_id, *args)
+            )
         for name, runs in (("direct", d_runs), ("gateway", g_runs)):
             tokens = sum(r["tokens"] for r in runs)
             secs = sum(r["seconds"] for r in runs)
-            res[name] = {"tokens_per_s": tokens / secs if secs else None, "tokens": tokens, "seconds": secs, "runs": runs}
+            res[name] = {
+                "tokens_per_s": tokens / secs if secs else None,
+                "tokens": tokens,
+                "seconds": secs,
+                "runs": runs,
+            }
         if res["direct"]["tokens_per_s"] and res["gateway"]["tokens_per_s"]:
             res["ratio"] = res["gateway"]["tokens_per_s"] / res["direct"]["tokens_per_s"]
     except Exception as exc:

@@ -160,6 +160,7 @@ class Gateway:
     key: str = ""
     proc: Any = None
     startup_s: float = 0.0
+    _t0: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -185,6 +186,11 @@ class Gateway:
         return env
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Write the config, create the key and start the server (without waiting for it)."""
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
@@ -213,8 +219,11 @@ class Gateway:
             "--workers",
             str(self.workers),
         ]
-        t0 = time.monotonic()
+        self._t0 = time.monotonic()
         self.proc = procs.spawn(argv, log=self.log_path, env=self._env(), cwd=self.workdir)
+
+    def wait_ready(self) -> None:
+        """Poll GET /v1beta/models with the key until it answers 200."""
         url = f"{self.base_url}/v1beta/models"
         procs.wait_until(
             lambda: procs.http_status(url, headers=self.headers, timeout=2)[0] == 200,
@@ -223,7 +232,7 @@ class Gateway:
             what=f"gateway {self.name} (GET /v1beta/models with the key)",
             log=self.log_path,
         )
-        self.startup_s = time.monotonic() - t0
+        self.startup_s = time.monotonic() - self._t0
 
     def _create_key(self) -> str:
         spec = mode_spec(self.mode)

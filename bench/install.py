@@ -66,18 +66,15 @@ def ensure_tools(install: bool = True) -> dict[str, str]:
             raise SetupError(f"{tool} is still missing after installation")
         res = subprocess.run([path, flag], capture_output=True, text=True, timeout=30)
         first = (res.stdout or res.stderr).strip().splitlines()
-        versions[tool] = first[0] if first else path
+        versions[tool] = first[0].split(" Copyright")[0] if first else path
+    _say("using " + "; ".join(f"{shutil.which(t)} ({v})" for t, v in versions.items()))
     return versions
 
 
 def build_mock(force: bool = False) -> Path:
     """Compile bench/mock/mock.c to bench/build/mock (only when out of date)."""
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    if (
-        not force
-        and MOCK_BIN.exists()
-        and MOCK_BIN.stat().st_mtime >= MOCK_SRC.stat().st_mtime
-    ):
+    if not force and MOCK_BIN.exists() and MOCK_BIN.stat().st_mtime >= MOCK_SRC.stat().st_mtime:
         return MOCK_BIN
     cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-pthread", "-o", str(MOCK_BIN), str(MOCK_SRC)]
     _say("building the mock upstream: gcc -O2 -pthread -o bench/build/mock bench/mock/mock.c")

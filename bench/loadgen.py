@@ -40,6 +40,7 @@ done = function(summary, latency, requests)
 end
 """
 
+
 def _lua_str(s: str) -> str:
     return json.dumps(s)  # a JSON string literal is a valid Lua string literal for ASCII
 

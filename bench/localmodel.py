@@ -143,7 +143,9 @@ class DirectLlama:
             raise RuntimeError(f"direct llama process exited (code {self.proc.poll()}): {tail}")
         return dict(json.loads(line))
 
-    def generate(self, prompt: str, max_tokens: int, temperature: float, seed: int) -> dict[str, Any]:
+    def generate(
+        self, prompt: str, max_tokens: int, temperature: float, seed: int
+    ) -> dict[str, Any]:
         assert self.proc.stdin is not None
         job = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
@@ -184,7 +186,7 @@ def gateway_generate(
         }
     ).encode()
     u = urlsplit(base_url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=timeout)
     path = f"/v1beta/models/{model}:streamGenerateContent?alt=sse"
     t0 = time.perf_counter()
     conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})

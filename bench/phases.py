@@ -22,7 +22,9 @@ from bench.stats import summarize
 
 GEN_BODY = json.dumps(
     {
-        "contents": [{"role": "user", "parts": [{"text": "Write one short sentence about load tests."}]}],
+        "contents": [
+            {"role": "user", "parts": [{"text": "Write one short sentence about load tests."}]}
+        ],
         "generationConfig": {"maxOutputTokens": 64, "temperature": 0.5},
     },
     separators=(",", ":"),
@@ -112,12 +114,14 @@ class Context:
     def say(self, msg: str) -> None:
         print(f"[bench] {msg}", flush=True)
 
-    def guarded(self, phase: str, target: Target, fn: Callable[[], Any]) -> Any:
-        """Run one measurement; on failure record it and return {"error": ...}."""
+    def guarded(
+        self, phase: str, target: Target, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)``; on failure record it and return {"error": ...}."""
         if not target.usable():
             return {"error": f"skipped: {target.failed}"}
         try:
-            return fn()
+            return fn(*args, **kwargs)
         except Exception as exc:
             msg = f"{phase}/{target.name}: {type(exc).__name__}: {exc}"
             if target.gateway is not None and not target.gateway.alive():
@@ -156,7 +160,9 @@ def sanity_check(target: Target, stream_delay_us: int) -> dict[str, Any]:
     )
     events = [e for e in _EVENT_SPLIT.split(data) if e.strip()]
     if st != 200 or len(events) != 64 or b"finishReason" not in events[-1]:
-        raise RuntimeError(f"streamGenerateContent: status {st}, {len(events)} events: {data[:300]!r}")
+        raise RuntimeError(
+            f"streamGenerateContent: status {st}, {len(events)} events: {data[:300]!r}"
+        )
     return {"ok": True, "stream_events": len(events)}
 
 
@@ -171,19 +177,20 @@ def _wrk_rounds(ctx: Context, phase: str, connections: int) -> dict[str, Any]:
         for t in ctx.targets:
             if t.name in failures:
                 continue
-            ctx.say(f"{phase}: round {rnd + 1}/{opts.rounds} {t.name} c={connections} {opts.slice_s}s")
+            ctx.say(
+                f"{phase}: round {rnd + 1}/{opts.rounds} {t.name} c={connections} {opts.slice_s}s"
+            )
             res = ctx.guarded(
                 phase,
                 t,
-                lambda t=t: loadgen.run_wrk(
-                    t.gen_url(),
-                    body=GEN_BODY,
-                    headers=t.headers,
-                    connections=connections,
-                    threads=opts.wrk_threads,
-                    duration_s=opts.slice_s,
-                    script_path=ctx.script(f"{phase}-{t.name}"),
-                ),
+                loadgen.run_wrk,
+                t.gen_url(),
+                body=GEN_BODY,
+                headers=t.headers,
+                connections=connections,
+                threads=opts.wrk_threads,
+                duration_s=opts.slice_s,
+                script_path=ctx.script(f"{phase}-{t.name}"),
             )
             if isinstance(res, dict):
                 failures[t.name] = res
@@ -202,14 +209,13 @@ def warmup(ctx: Context) -> None:
         ctx.guarded(
             "warmup",
             t,
-            lambda t=t: loadgen.run_wrk(
-                t.gen_url(),
-                body=GEN_BODY,
-                headers=t.headers,
-                connections=8,
-                duration_s=1,
-                script_path=ctx.script(f"warmup-{t.name}"),
-            ),
+            loadgen.run_wrk,
+            t.gen_url(),
+            body=GEN_BODY,
+            headers=t.headers,
+            connections=8,
+            duration_s=1,
+            script_path=ctx.script(f"warmup-{t.name}"),
         )
 
 
@@ -238,7 +244,9 @@ def stream_latency(ctx: Context) -> dict[str, Any]:
         for t in ctx.targets:
             if t.name in failures:
                 continue
-            ctx.say(f"stream_latency: round {rnd + 1}/{opts.rounds} {t.name} {opts.stream_count} streams")
+            ctx.say(
+                f"stream_latency: round {rnd + 1}/{opts.rounds} {t.name} {opts.stream_count} streams"
+            )
             spec = {
                 "url": t.stream_url(model),
                 "headers": t.headers,
@@ -251,9 +259,9 @@ def stream_latency(ctx: Context) -> dict[str, Any]:
             res = ctx.guarded(
                 "stream_latency",
                 t,
-                lambda spec=spec: ctx.stream_client.run(
-                    spec, timeout=60 + opts.stream_count * (per_stream_s + 5)
-                ),
+                ctx.stream_client.run,
+                spec,
+                timeout=60 + opts.stream_count * (per_stream_s + 5),
             )
             if "error" in res:
                 failures[t.name] = res
@@ -303,7 +311,9 @@ def stream_hold(ctx: Context) -> dict[str, Any]:
             res = ctx.guarded(
                 "stream_hold",
                 t,
-                lambda spec=spec: ctx.stream_client.run(spec, timeout=per_stream_s * 4 + 120),
+                ctx.stream_client.run,
+                spec,
+                timeout=per_stream_s * 4 + 120,
             )
             res["level"] = level
             if t.gateway is not None:

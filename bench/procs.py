@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 _children: list[subprocess.Popen[bytes]] = []
 _PR_SET_PDEATHSIG = 1
@@ -60,22 +61,22 @@ def spawn(
     stdout: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a long-running child; its stdout and stderr go to ``log`` unless told otherwise."""
-    out: object = subprocess.DEVNULL
+    out: IO[bytes] | int = subprocess.DEVNULL
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         out = log.open("ab")
     proc = subprocess.Popen(
         list(argv),
         stdin=stdin,
-        stdout=stdout if stdout is not None else out,  # type: ignore[arg-type]
-        stderr=out,  # type: ignore[arg-type]
+        stdout=stdout if stdout is not None else out,
+        stderr=out,
         env=dict(env) if env is not None else None,
         cwd=cwd,
         start_new_session=True,
         preexec_fn=_die_with_parent,
     )
-    if log is not None:
-        out.close()  # type: ignore[attr-defined]
+    if not isinstance(out, int):
+        out.close()
     _children.append(proc)
     return proc
 
@@ -87,10 +88,8 @@ def stop(proc: subprocess.Popen[bytes] | None, grace_s: float = 5.0) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
     # whatever is left in the group (workers of a master that already exited) goes too
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)

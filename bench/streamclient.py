@@ -37,7 +37,10 @@ _EVENT_END = re.compile(rb"\r?\n\r?\n")
 class _Job:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.url: str = spec["url"]
-        self.headers: dict[str, str] = {"Content-Type": "application/json", **spec.get("headers", {})}
+        self.headers: dict[str, str] = {
+            "Content-Type": "application/json",
+            **spec.get("headers", {}),
+        }
         self.body: bytes = spec.get("body", "{}").encode()
         self.streams: int = int(spec.get("streams", 1))
         self.concurrency: int = max(1, min(int(spec.get("concurrency", 1)), self.streams))
@@ -107,7 +110,7 @@ async def _one_stream(session: Any, job: _Job) -> None:
             if ttfe is not None:
                 job.ttfe_us.append(ttfe)
             job.gaps_us.extend(gaps)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         job.errors["timeout"] += 1
     except aiohttp.ClientError as exc:
         job.errors[type(exc).__name__] += 1
@@ -124,7 +127,9 @@ async def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0, force_close=False, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=job.timeout_s, sock_connect=10)
     started = time.perf_counter()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False
+    ) as session:
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(job.streams):
             queue.put_nowait(i)

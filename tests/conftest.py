@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 from tests.fakes.gemini_upstream import FakeGemini
+from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_process import UPSTREAM_KEY_VAR, GatewayProcess
 
 UPSTREAM_KEY = "upstream-secret-key-AIzaSyFAKE0123456789"
+OPENAI_KEY = "sk-upstream-openai-secret-0123456789"
+OPENAI_KEY_VAR = "GEMGATE_TEST_OPENAI_KEY"
 
 GATEWAY_CONFIG = """
 [server]
@@ -53,6 +56,24 @@ provider = "google"
 [[models]]
 id = "gemma-3-270m"
 provider = "local"
+
+[[providers]]
+name = "oai"
+type = "openai"
+base_url = "%(openai)s"
+api_key = "env:%(openai_key_var)s"
+
+[[models]]
+id = "gpt-4o-mini"
+provider = "oai"
+[models.price]
+input = "0.15"
+output = "0.60"
+
+[[models]]
+id = "oai/mini"
+provider = "oai"
+upstream_model = "gpt-4o-mini"
 """
 
 
@@ -62,20 +83,37 @@ def fake_google() -> Iterator[FakeGemini]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(api_key=OPENAI_KEY) as fake:
+        yield fake
+
+
 @pytest.fixture(autouse=True)
-def _reset_fake(request: pytest.FixtureRequest) -> None:
+def _reset_fakes(request: pytest.FixtureRequest) -> None:
     if "fake_google" in request.fixturenames:
         request.getfixturevalue("fake_google").reset()
+    if "fake_openai" in request.fixturenames:
+        request.getfixturevalue("fake_openai").reset()
 
 
-def gateway_config(fake: FakeGemini) -> str:
-    return GATEWAY_CONFIG % {"google": fake.base_url, "key_var": UPSTREAM_KEY_VAR}
+def gateway_config(fake: FakeGemini, openai: FakeOpenAI) -> str:
+    return GATEWAY_CONFIG % {
+        "google": fake.base_url, "key_var": UPSTREAM_KEY_VAR,
+        "openai": openai.base_url, "openai_key_var": OPENAI_KEY_VAR,
+    }
 
 
 @pytest.fixture(scope="session")
-def gateway(fake_google: FakeGemini, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gateway(
+    fake_google: FakeGemini, fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     workdir: Path = tmp_path_factory.mktemp("gateway")
-    proc = GatewayProcess(workdir, gateway_config(fake_google), env={UPSTREAM_KEY_VAR: UPSTREAM_KEY})
+    proc = GatewayProcess(
+        workdir,
+        gateway_config(fake_google, fake_openai),
+        env={UPSTREAM_KEY_VAR: UPSTREAM_KEY, OPENAI_KEY_VAR: OPENAI_KEY},
+    )
     proc.start()
     yield proc
     proc.stop()

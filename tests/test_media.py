@@ -354,6 +354,8 @@ def test_aiff() -> None:
 def test_aac_adts() -> None:
     frames = 431
     assert audio_seconds(adts(frames), "audio/aac") == pytest.approx(frames * 1024 / 44100)
+    frames = 30_000  # long enough to be extrapolated from its first frames
+    assert audio_seconds(adts(frames), "audio/aac") == pytest.approx(frames * 1024 / 44100)
 
 
 def test_audio_in_mp4_and_webm_containers() -> None:

@@ -73,13 +73,14 @@ def png(width: int, height: int) -> bytes:
     )
 
 
-def jpeg(width: int, height: int) -> bytes:
+def jpeg(width: int, height: int, metadata_segments: int = 0) -> bytes:
     def seg(marker: int, body: bytes) -> bytes:
         return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
 
     return (
         b"\xff\xd8"
         + seg(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+        + seg(0xE2, b"ICC_PROFILE\x00" + bytes(60_000)) * metadata_segments
         + seg(0xDB, b"\x00" + bytes(64))
         + seg(0xC0, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
         + b"\xff\xd9"
@@ -247,6 +248,10 @@ def test_images_by_size(counter: TokenCounter) -> None:
     assert large.by_modality["IMAGE"] == 2 * 2 * 258 == 1032
     photo = counter.count_request({"contents": [user(inline("image/jpeg", jpeg(1000, 800)))]})
     assert photo.by_modality["IMAGE"] == 1032
+    # Frame header past the first 48 kB: found by decoding the whole image.
+    heavy = jpeg(4000, 3000, metadata_segments=3)
+    counted = counter.count_request({"contents": [user(inline("image/jpeg", heavy))]})
+    assert counted.by_modality["IMAGE"] == 6 * 4 * 258
     assert image_tokens(384, 384) == 258
     assert image_tokens(385, 10) == 258  # one tile
     assert image_tokens(1536, 1537) == 2 * 3 * 258

@@ -62,7 +62,7 @@ class Gateway:
             s.models, {n: (prov, types[n]) for n, prov in self.providers.items()}, catalog
         )
         self.budgets = await self._budgets()
-        self.keys = KeyCache(self.engine, on_reload=self.budgets.load)
+        self.keys = KeyCache(self.engine, on_reload=self.budgets)
         await self.keys.start()
         if s.ledger.enabled:
             self.ledger = LedgerWriter(self.engine, batch_max=s.ledger.batch_max)
@@ -80,7 +80,7 @@ class Gateway:
         if self.settings.redis.url:
             from gemgate.limits.redis import RedisBudgets
 
-            budgets = RedisBudgets(self.settings.redis.url)
+            budgets = RedisBudgets(self.settings.redis.url, prefix=self.settings.redis.prefix)
             await budgets.start()
             return budgets
         return MemoryBudgets()

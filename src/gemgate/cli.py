@@ -7,7 +7,7 @@ import io
 import logging
 import os
 import sys
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -66,12 +66,9 @@ def _usd_to_nanos(text: str) -> int:
 
 def _parse_when(text: str, name: str) -> datetime:
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
-        parsed = datetime.fromisoformat(text)
+        return usage_store.parse_when(text)
     except ValueError:
         raise typer.BadParameter(f"{name} must be an ISO date or date-time, got {text!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # --- serve ----------------------------------------------------------------------------------
@@ -223,7 +220,7 @@ def usage(
     config: ConfigOpt = None,
 ) -> None:
     """Usage and cost from the ledger."""
-    if group_by not in (None, "day", "model", "key"):
+    if group_by is not None and group_by not in usage_store.GROUP_BY:
         raise typer.BadParameter("--group-by must be day, model or key")
     if fmt not in ("table", "csv", "json"):
         raise typer.BadParameter("--format must be table, csv or json")

@@ -9,6 +9,7 @@ and no trace.
     ├── InvalidArgument               400 INVALID_ARGUMENT  bad JSON, field, value, part
     │   ├── ApiKeyInvalid             400 INVALID_ARGUMENT  reason API_KEY_INVALID
     │   └── PayloadTooLarge           413 INVALID_ARGUMENT
+    ├── Unauthenticated               401 UNAUTHENTICATED   no admin key
     ├── PermissionDenied              403 PERMISSION_DENIED  no key, revoked, expired, model
     ├── NotFound                      404 NOT_FOUND          unknown model, method or path
     ├── MethodNotAllowed              405 INVALID_ARGUMENT
@@ -107,6 +108,11 @@ class ApiKeyInvalid(InvalidArgument):
 
 class PayloadTooLarge(InvalidArgument):
     code = 413
+
+
+class Unauthenticated(GatewayError):
+    code = 401
+    status = "UNAUTHENTICATED"
 
 
 class PermissionDenied(GatewayError):

@@ -470,9 +470,16 @@ _ADTS_RATES = (
 )
 
 
+# Frames to walk before extrapolating (about 3.5 minutes at 44.1 kHz).
+_ADTS_FRAMES_WALKED = 10_000
+
+
 def _adts_seconds(data: bytes) -> float | None:
     pos, frames, rate, end = 0, 0, 0, len(data)
     while pos + 7 <= end and data[pos] == 0xFF and (data[pos + 1] & 0xF6) == 0xF0:
+        if frames >= _ADTS_FRAMES_WALKED:
+            # Long stream: extrapolate from the frames walked so far by byte length.
+            return _valid_seconds(frames * 1024 / rate * end / pos)
         rate_index = (data[pos + 2] >> 2) & 0xF
         if rate_index >= len(_ADTS_RATES):
             break

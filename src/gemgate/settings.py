@@ -65,6 +65,9 @@ class DatabaseSettings:
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     url: str | None = None
+    # Names this deployment's data in Redis: gateways on different databases sharing one
+    # Redis must use different prefixes (key ids are per database).
+    prefix: str = "gemgate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +307,7 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
     database = DatabaseSettings(url=db_t.text("url", DEFAULT_DB_URL))
     db_t.done()
     redis_t = root.table("redis")
-    redis = RedisSettings(url=redis_t.text("url"))
+    redis = RedisSettings(url=redis_t.text("url"), prefix=redis_t.text("prefix", "gemgate"))
     redis_t.done()
     ledger_t = root.table("ledger")
     ledger = LedgerSettings(

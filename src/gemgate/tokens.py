@@ -1,8 +1,8 @@
 """Local token counting for canonical Gemini requests.
 
 Text is counted with the Gemma 3 vocabulary (Gemini 2.x and 3.x tokenize with it), loaded
-from a GGUF file in llama.cpp's vocab-only mode: no weights, no context, a few hundred
-milliseconds to load. Media parts are counted with Google's published rules:
+from a GGUF file in llama.cpp's vocab-only mode: no weights, a few hundred milliseconds
+to load. Media parts are counted with Google's published rules:
 
     image     258 tokens when both sides are <= 384 px, else one 258-token tile per
               768 x 768 tile: ceil(w / 768) * ceil(h / 768) * 258. Unknown size: 258.
@@ -84,8 +84,9 @@ UNKNOWN_MEDIA_TOKENS = 258
 #: Requests with less text than this (in characters) and no media are cheap to count inline.
 INLINE_TEXT_LIMIT = 2_000
 
-# Images: decode this much base64 first; the size is almost always in the first bytes.
-_IMAGE_HEAD_B64 = 1 << 20
+# Images: decode this much base64 first (48 kB); the size sits in the first bytes of all
+# formats but JPEGs with large metadata segments, which fall back to a full decode.
+_IMAGE_HEAD_B64 = 1 << 16
 # Texts longer than this (UTF-8 bytes) are tokenized in chunks of about _CHUNK_TARGET.
 _CHUNK_THRESHOLD = 4_096
 _CHUNK_TARGET = 2_048
@@ -93,7 +94,8 @@ _CHUNK_TARGET = 2_048
 _CHUNK_SEARCH = 6_144
 
 _SPM_SPACE = "\u2581"
-_CUT_CANDIDATE = re.compile(rb"[ \n]")
+_CUT_CANDIDATE = re.compile(rb"[ \n]+")
+_CUT_CANDIDATES_MAX = 256
 _TEXT_APPLICATION_TYPES = frozenset(
     {
         "application/json",
@@ -188,7 +190,7 @@ def decode_base64(data: str | bytes, limit: int | None = None) -> bytes | None:
         if b"-" in raw or b"_" in raw:
             raw = raw.translate(_URLSAFE_TO_STANDARD)
         try:
-            return binascii.a2b_base64(raw)  # the common case: one pass, no copies
+            return binascii.a2b_base64(raw)  # the common case: padded, one pass
         except binascii.Error:
             pass
         # Unpadded, cut, or with whitespace: normalise and pad.
@@ -276,8 +278,9 @@ def can_count_inline(request: Mapping[str, Any]) -> bool:
                 continue
             if _field(part, "inlineData", "inline_data") is not None:
                 return False
-            for key in part:
-                value = part[key]
+            for key, value in part.items():
+                if key in ("thoughtSignature", "thought_signature"):
+                    continue  # opaque, not counted
                 if isinstance(value, str):
                     budget -= len(value)
                 elif isinstance(value, Mapping | list):
@@ -443,6 +446,8 @@ class TokenCounter:
                 ids[0::2] = array.array("i", range(n))
                 rendered = self._detokenize(ids)
             else:
+                rendered = b""
+            if rendered.count(b"\x00") < n:  # no NUL token, or detokenize failed
                 rendered = b"\x00".join(lib.llama_vocab_get_text(vocab, t) or b"" for t in range(n))
         return rendered.decode("utf-8", "replace").replace(_SPM_SPACE, " ")
 
@@ -450,7 +455,7 @@ class TokenCounter:
         """llama_detokenize with special tokens rendered; call with the lock held."""
         lib = self._llama_cpp
         tokens = (lib.llama_token * len(ids)).from_buffer(ids)  # int32 both
-        size = 64 + 16 * len(ids)
+        size = 64 + 8 * len(ids)
         for _ in range(2):
             buf = ctypes.create_string_buffer(size)
             written = lib.llama_detokenize(self._vocab, tokens, len(ids), buf, size, False, True)
@@ -632,17 +637,19 @@ def _cut_is_exact(data: bytes, i: int, joining: frozenset[tuple[str, str]]) -> b
 def _find_cut(data: bytes, start: int, stop: int, joining: frozenset[tuple[str, str]]) -> int:
     """A cut position in ``[start, stop)`` that no vocabulary entry spans, if one exists.
 
-    Candidates sit next to a space or newline. When none is exact (pathological text), the
-    cut is forced at a newline, a space, or any character boundary: the count may then be
-    off by a token or two at that cut, but tokenizing stays fast.
+    Candidates are the edges of space/newline runs. When none is exact (pathological text,
+    or text without spaces such as base64), the cut is forced at a newline, a space, or any
+    character boundary: the count may then be off by a token or two at that cut, but
+    tokenizing stays fast.
     """
     stop = min(stop, len(data) - 1)
-    for match in _CUT_CANDIDATE.finditer(data, start, stop):
-        i = match.start()
-        if _cut_is_exact(data, i, joining):
-            return i
-        if _cut_is_exact(data, i + 1, joining):
-            return i + 1
+    for checked, match in enumerate(_CUT_CANDIDATE.finditer(data, start, stop)):
+        if _cut_is_exact(data, match.start(), joining):
+            return match.start()
+        if _cut_is_exact(data, match.end(), joining):
+            return match.end()
+        if checked >= _CUT_CANDIDATES_MAX:
+            break
     newline = data.find(b"\n", start, stop)
     if newline >= 0:
         return newline + 1

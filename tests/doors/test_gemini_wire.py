@@ -284,7 +284,7 @@ def test_models_pagination(gateway: GatewayProcess, api_key: str) -> None:
         token = page.get("nextPageToken")
     assert names == [
         "models/google/gemini-2.5-flash", "models/gemini-2.5-pro", "models/gemini-2.5-flash-image",
-        "models/gemini-embedding-001", "models/gemma-3-270m",
+        "models/gemini-embedding-001", "models/gemma-3-270m", "models/gpt-4o-mini", "models/oai/mini",
     ]
     bad = httpx.get(f"{gateway.base_url}/v1beta/models?pageToken=zzz", headers=h)
     assert_google_error(bad, 400, "INVALID_ARGUMENT")

@@ -40,6 +40,7 @@ class RecordedRequest:
     headers: dict[str, str]  # lowercased names
     json: Any
     raw: bytes
+    peer: Any = None  # the client's (host, port): equal peers mean a reused connection
 
 
 @dataclass
@@ -175,6 +176,12 @@ class FakeOpenAI:
                 Script(reply, stream_chunks, status, error, omit_usage, hold, delay)
             )
 
+    def reset(self) -> None:
+        """Forget recorded requests and pending scripts."""
+        with self._lock:
+            self._scripts.clear()
+        self.requests.clear()
+
     def _next_script(self) -> Script:
         with self._lock:
             return self._scripts.popleft() if self._scripts else Script()
@@ -206,6 +213,7 @@ class FakeOpenAI:
             {k.lower(): v for k, v in request.headers.items()},
             body,
             raw,
+            request.transport.get_extra_info("peername") if request.transport else None,
         )
         self.requests.append(rec)
         return rec

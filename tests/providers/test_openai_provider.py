@@ -37,8 +37,7 @@ def server() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def fake(server: FakeOpenAI) -> FakeOpenAI:
-    server.requests.clear()
-    server._scripts.clear()
+    server.reset()
     return server
 
 
@@ -270,6 +269,18 @@ def test_tool_call_round_trip(fake: FakeOpenAI) -> None:
     assert chunks[-1].usage is not None
 
 
+def test_connections_are_kept_alive(fake: FakeOpenAI) -> None:
+    async def scenario(p: OpenAIProvider) -> None:
+        await p.generate(call())
+        await collect(p, call())
+        await collect(p, call())
+        await p.generate(call())
+
+    run(fake, scenario)
+    peers = {r.peer for r in fake.requests}
+    assert len(fake.requests) == 4 and len(peers) == 1
+
+
 def test_reasoning_stream_counts_thought_text(fake: FakeOpenAI) -> None:
     fake.script(reply={"content": "yes", "reasoning_content": "let me think"})
     chunks = run(fake, lambda p: collect(p, call()))
@@ -485,3 +496,31 @@ def test_fake_speaks_openai_to_the_official_client(fake: FakeOpenAI) -> None:
         client.chat.completions.create(
             model="gpt-nope", messages=[{"role": "user", "content": "x"}]
         )
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 1000])
+def test_sse_parsing_is_split_proof(size: int) -> None:
+    from gemgate.providers.openai import _SSE, _split_events
+
+    wire = (
+        b": comment\r\n"
+        b'event: message\r\ndata: {"a": 1}\r\n\r\n'
+        b'data: {"b":\r\ndata: 2}\n\n'
+        b"data:[DONE]\n\n"
+        b"data: tail"
+    )
+    pieces = [wire[k : k + size] for k in range(0, len(wire), size)]
+    sse = _SSE()
+    events = [e for piece in pieces for e in sse.feed(piece)] + sse.close()
+    assert events == [b'{"a": 1}', b'{"b":\n2}', b"[DONE]", b"tail"]
+
+    buf = bytearray()
+    start = 0
+    raw_events: list[bytes] = []
+    for piece in pieces:
+        buf += piece
+        got, start = _split_events(buf, start)
+        raw_events.extend(got)
+    assert b"".join(raw_events) + bytes(buf) == wire
+    assert raw_events[1] == b'data: {"b":\r\ndata: 2}\n\n'
+    assert bytes(buf) == b"data: tail"

@@ -724,7 +724,7 @@ def test_gemini_to_chat_rejects(request_: dict[str, Any], path: str) -> None:
 
 def test_gemini_to_chat_function_calling_modes() -> None:
     base = {"contents": [{"parts": [{"text": "a"}]}]}
-    for fcc, choice in [
+    cases: list[tuple[dict[str, Any], Any]] = [
         ({"mode": "AUTO"}, "auto"),
         ({"mode": "NONE"}, "none"),
         ({"mode": "ANY"}, "required"),
@@ -741,7 +741,8 @@ def test_gemini_to_chat_function_calling_modes() -> None:
                 },
             },
         ),
-    ]:
+    ]
+    for fcc, choice in cases:
         body = gemini_to_chat(
             {**base, "toolConfig": {"functionCallingConfig": fcc}}, model="m", stream=False
         )
@@ -771,7 +772,7 @@ def test_schema_conversion() -> None:
 
 def test_stream_encoder() -> None:
     enc = ChatStreamEncoder("gm", "chatcmpl-s", 5, include_usage=True)
-    chunks = [
+    chunks: list[dict[str, Any]] = [
         {
             "candidates": [
                 {"content": {"role": "model", "parts": [{"text": "think", "thought": True}]}}

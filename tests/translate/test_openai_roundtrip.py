@@ -150,23 +150,22 @@ def test_gemini_request_round_trip(request: dict[str, Any]) -> None:
                     assert fr["id"] == o["functionResponse"]["id"]
 
 
-tool_call = st.builds(
-    lambda i, n, args: {
+def _tool_call(i: int, n: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {
         "id": f"call_{i}",
         "type": "function",
         "function": {"name": n, "arguments": json.dumps(args)},
-    },
-    st.integers(min_value=0, max_value=10**6),
-    name,
-    json_object,
-)
+    }
+
+
+tool_call = st.builds(_tool_call, st.integers(min_value=0, max_value=10**6), name, json_object)
 
 
 @st.composite
 def chat_responses(draw: st.DrawFn) -> dict[str, Any]:
     choices = []
     for index in range(draw(st.integers(min_value=1, max_value=3))):
-        calls = draw(st.lists(tool_call, max_size=3, unique_by=lambda c: c["id"]))
+        calls = draw(st.lists(tool_call, max_size=3, unique_by=lambda c: str(c["id"])))
         message: dict[str, Any] = {"role": "assistant", "content": draw(st.none() | text)}
         reasoning = draw(st.none() | text)
         if reasoning is not None:

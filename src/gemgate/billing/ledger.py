@@ -120,7 +120,11 @@ class LedgerWriter:
                     select(usage_records.c.request_id).where(usage_records.c.request_id.in_(ids))
                 ).scalars()
             )
-            fresh = [r for r in records if r["request_id"] not in existing]
+            fresh = []
+            for r in records:  # each request id once, even if a batch carried it twice
+                if r["request_id"] not in existing:
+                    existing.add(r["request_id"])
+                    fresh.append(r)
             if not fresh:
                 return
             conn.execute(insert(usage_records), fresh)
@@ -128,7 +132,9 @@ class LedgerWriter:
             for r in fresh:
                 if r.get("key_id") is not None and r.get("cost_nanos"):
                     spent[r["key_id"]] += r["cost_nanos"]
-            for key_id, nanos in spent.items():
+            # Always in key order: replicas committing batches that touch the same keys
+            # then lock the rows in the same order and cannot deadlock each other.
+            for key_id, nanos in sorted(spent.items()):
                 conn.execute(
                     update(api_keys)
                     .where(api_keys.c.id == key_id)

@@ -34,6 +34,7 @@ from gemgate.doors.sse import JsonArrayFramer, sse_event
 from gemgate.errors import GatewayError, Internal, InvalidArgument, NotFound
 from gemgate.pipeline.auth import KeyCache, extract_key
 from gemgate.pipeline.authorize import check_key, check_model, may_use
+from gemgate.pipeline.capabilities import check_capabilities
 from gemgate.pipeline.compose import Pipeline
 from gemgate.pipeline.context import RequestContext
 from gemgate.pipeline.route import Route, Router
@@ -174,6 +175,8 @@ class GeminiDoor:
             ctx.route = route
             body = await req.body(self._max_body)
             request = parse_request(method, body)
+            if method in ("generateContent", "streamGenerateContent"):
+                check_capabilities(route.info, request)
             call = UpstreamCall(
                 model=route.upstream_model,
                 method=method,  # type: ignore[arg-type]

@@ -5,21 +5,33 @@ upstream call; when its record is committed the reservation is replaced by the a
 cost. All operations run on the event loop thread, so each is atomic: however many
 requests arrive together, the sum of reservations never exceeds the balance, and spent
 never exceeds the budget.
+
+Reloading keys from the database (after a top-up, say) takes spent from the database,
+which is authoritative for committed records. The database is read in a worker thread
+while requests keep settling, so a reload is two steps: :meth:`begin_load` notes how much
+each key had settled before the read, and :meth:`load` adds what settled since then to the
+spent amount read. A record committed before the read but settled after the mark is then
+counted twice until the next reload: conservative, never an overspend.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gemgate.billing import format_usd
 from gemgate.errors import ResourceExhausted
 from gemgate.store.keys import KeyRecord
 
+# What begin_load returns and load takes: each key's settled total before the database read.
+Marks = Mapping[int, int]
+
 
 @dataclass(slots=True)
 class Reservation:
     key_id: int
     nanos: int
+    id: str = ""  # names the reservation where the store keeps each one (Redis)
 
 
 @dataclass(slots=True)
@@ -27,19 +39,37 @@ class _Account:
     budget: int | None
     spent: int
     reserved: int = 0
+    settled: int = 0  # every cost settled in this process, ever (for reload marks)
 
 
 class MemoryBudgets:
     def __init__(self) -> None:
         self._accounts: dict[int, _Account] = {}
 
-    def load(self, keys: dict[str, KeyRecord]) -> None:
-        """Take budgets and spent amounts from freshly loaded key records."""
+    async def start(self) -> None:
+        return None
+
+    async def begin_load(self) -> Marks:
+        """Call before reading the keys from the database; pass the result to :meth:`load`."""
+        return {key_id: acct.settled for key_id, acct in self._accounts.items()}
+
+    async def load(self, keys: Mapping[str, KeyRecord], marks: Marks | None = None) -> None:
+        """Take budgets and spent amounts from freshly loaded key records.
+
+        With ``marks`` from :meth:`begin_load`, costs settled after the mark (which the
+        database read may have missed) are added to the spent amount read.
+        """
         fresh: dict[int, _Account] = {}
         for k in keys.values():
             old = self._accounts.get(k.id)
+            spent = k.spent_nanos
+            if old is not None and marks is not None:
+                spent += max(old.settled - marks.get(k.id, 0), 0)
             fresh[k.id] = _Account(
-                budget=k.budget_nanos, spent=k.spent_nanos, reserved=old.reserved if old else 0
+                budget=k.budget_nanos,
+                spent=spent,
+                reserved=old.reserved if old else 0,
+                settled=old.settled if old else 0,
             )
         self._accounts = fresh
 
@@ -65,8 +95,9 @@ class MemoryBudgets:
         acct = self._accounts.get(reservation.key_id)
         if acct is None:
             return
-        acct.reserved -= reservation.nanos
+        acct.reserved = max(acct.reserved - reservation.nanos, 0)
         acct.spent += actual_nanos
+        acct.settled += actual_nanos
 
     async def aclose(self) -> None:
         return None

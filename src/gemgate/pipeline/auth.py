@@ -4,6 +4,10 @@ Keys live in an in-memory map from hash to record, loaded at start and reloaded 
 the database's ``keys`` change counter moves (the CLI bumps it on create, revoke and
 top-up). A background task polls that counter; an unknown key also triggers one
 (rate-limited) check, so a key created a moment ago works on its first request.
+
+A reload hands the fresh records to the budgets (``on_reload``), in two steps around the
+database read: ``begin_load()`` before it, ``load(records, mark)`` after it, so that costs
+settled while the read ran are not lost (see :mod:`gemgate.limits.memory`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -44,12 +49,18 @@ def extract_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | N
     return key.strip() or None
 
 
+class ReloadListener(Protocol):
+    async def begin_load(self) -> Any: ...
+
+    async def load(self, keys: Mapping[str, KeyRecord], marks: Any = None) -> None: ...
+
+
 class KeyCache:
     def __init__(
         self,
         engine: Engine,
         poll_interval: float = 0.25,
-        on_reload: Callable[[dict[str, KeyRecord]], None] | None = None,
+        on_reload: ReloadListener | None = None,
     ) -> None:
         self._engine = engine
         self._poll_interval = poll_interval
@@ -74,10 +85,12 @@ class KeyCache:
             gen = await asyncio.to_thread(key_store.generation, self._engine)
             if gen == self._generation and not force:
                 return
+            marks = await self._on_reload.begin_load() if self._on_reload is not None else None
             gen, by_hash = await asyncio.to_thread(self._load)
-            self._generation, self._by_hash = gen, by_hash
+            self._by_hash = by_hash  # revocations apply even if the budgets cannot load
             if self._on_reload is not None:
-                self._on_reload(by_hash)
+                await self._on_reload.load(by_hash, marks)
+            self._generation = gen  # only now: a failed budget load is retried
 
     async def start(self) -> None:
         await self.refresh(force=True)

@@ -8,7 +8,7 @@ record, whether it succeeds, fails, or its client goes away.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from gemgate.billing import worst_case_nanos
@@ -27,6 +27,8 @@ INLINE_COUNT_CHARS = 4096
 
 def _finishes(chunk: Chunk) -> bool:
     """Whether this chunk ends the answer (so the ledger must commit before it is sent)."""
+    if chunk.finishing is not None:
+        return chunk.finishing
     data = chunk.json()
     feedback = data.get("promptFeedback")
     if isinstance(feedback, dict) and feedback.get("blockReason"):
@@ -98,17 +100,28 @@ class Pipeline:
 
     # --- calls ---------------------------------------------------------------------------
 
-    async def _unary(self, ctx: RequestContext, route: Route, call: UpstreamCall, embed: bool) -> tuple[Reply, Metered]:
+    async def _unary(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        call: UpstreamCall,
+        embed: bool,
+        invoke: Callable[[], Awaitable[Reply]] | None = None,
+    ) -> tuple[Reply, Metered]:
         reservation = await self.admit(ctx, route, call.request, max_output=0 if embed else None)
         try:
-            if embed:
+            if invoke is not None:
+                reply = await invoke()
+            elif embed:
                 reply = await route.provider.embed(call)
             else:
                 reply = await route.provider.generate(call)
-        except GatewayError as exc:
+        except Exception as exc:
+            # Failed before an answer: nothing is billed, the reservation is released.
+            code = exc.code if isinstance(exc, GatewayError) else 500
+            message = exc.message if isinstance(exc, GatewayError) else type(exc).__name__
             await self.settler.settle(
-                ctx, reservation, meter(None, route.price),
-                Outcome("error", exc.code, error=exc.message),
+                ctx, reservation, meter(None, route.price), Outcome("error", code, error=message)
             )
             raise
         except asyncio.CancelledError:
@@ -125,8 +138,15 @@ class Pipeline:
         await self.settler.settle(ctx, reservation, metered, Outcome("ok"))
         return reply, metered
 
-    async def generate(self, ctx: RequestContext, route: Route, call: UpstreamCall) -> tuple[Reply, Metered]:
-        return await self._unary(ctx, route, call, embed=False)
+    async def generate(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        call: UpstreamCall,
+        invoke: Callable[[], Awaitable[Reply]] | None = None,
+    ) -> tuple[Reply, Metered]:
+        """One answer. ``invoke`` replaces the provider call (a same-protocol passthrough)."""
+        return await self._unary(ctx, route, call, embed=False, invoke=invoke)
 
     async def embed(self, ctx: RequestContext, route: Route, call: UpstreamCall) -> tuple[Reply, Metered]:
         return await self._unary(ctx, route, call, embed=True)
@@ -138,52 +158,58 @@ class Pipeline:
         return {"contents": [request.get("content") or {}]}
 
     async def stream(
-        self, ctx: RequestContext, route: Route, call: UpstreamCall
+        self,
+        ctx: RequestContext,
+        route: Route,
+        call: UpstreamCall,
+        source: AsyncIterator[Chunk] | None = None,
     ) -> AsyncGenerator[Chunk, None]:
-        """Relay the upstream stream chunk by chunk; the chunk that finishes the answer is
-        held until the usage record is committed. Closing this iterator early (the client
-        went away) cancels the upstream call and records what was generated."""
+        """Relay the upstream stream chunk by chunk; the chunk that finishes the answer (and
+        any trailer after it) is held until the usage record is committed. Closing this
+        iterator early (the client went away) cancels the upstream call and records what was
+        generated. ``source`` replaces the provider's stream (a same-protocol passthrough)."""
         ctx.streamed = True
         reservation = await self.admit(ctx, route, call.request, max_output=None)
         tracker = StreamMeter(self.counter)
-        upstream = route.provider.stream(call)
+        upstream = source if source is not None else route.provider.stream(call)
         settled = False
-        held: Chunk | None = None
+        # From the finishing chunk on, chunks wait for the commit: a client never sees the
+        # end of an answer whose record could still be lost. Only trailers follow it.
+        held: list[Chunk] = []
         try:
             async for chunk in upstream:
                 tracker.see(chunk)
-                if held is not None:
-                    ctx.mark_first_byte()
-                    yield held
-                    held = None
-                if _finishes(chunk):
-                    held = chunk
+                if held or _finishes(chunk):
+                    held.append(chunk)
                 else:
                     ctx.mark_first_byte()
                     yield chunk
             metered = await self._stream_metered(route, call, tracker)
             settled = True
             await self.settler.settle(ctx, reservation, metered, Outcome("ok"))
-            if held is not None:
+            for chunk in held:
                 ctx.mark_first_byte()
-                yield held
-        except GatewayError as exc:
+                yield chunk
+        except Exception as exc:
             if not settled:
                 settled = True
-                metered = await self._stream_metered(route, call, tracker)
-                outcome = Outcome(
-                    "interrupted" if tracker.chunks else "error",
-                    exc.code,
-                    interrupted=tracker.chunks > 0,
-                    error=exc.message,
-                )
+                code = exc.code if isinstance(exc, GatewayError) else 500
+                message = exc.message if isinstance(exc, GatewayError) else type(exc).__name__
+                if tracker.chunks:
+                    # Broken off mid-answer: bill what was generated.
+                    metered = await self._stream_metered(route, call, tracker)
+                    outcome = Outcome("interrupted", code, interrupted=True, error=message)
+                else:
+                    # Nothing was generated: like a failed unary call, nothing is billed.
+                    metered = meter(None, route.price)
+                    outcome = Outcome("error", code, error=message)
                 await self.settler.settle(ctx, reservation, metered, outcome)
             raise
         finally:
             await upstream.aclose()  # type: ignore[attr-defined]
             if not settled:
                 # The client went away mid-stream: bill what was generated.
-                metered = self._interrupted_metered(route, tracker)
+                metered = self._interrupted_metered(route, call, tracker)
                 self.settler.settle_in_background(
                     ctx, reservation, metered, Outcome("interrupted", 499, interrupted=True)
                 )
@@ -193,9 +219,10 @@ class Pipeline:
             return meter(tracker.last_usage, route.price)
         return await self._estimate(route, call.request, tracker.relayed_tokens)
 
-    def _interrupted_metered(self, route: Route, tracker: StreamMeter) -> Metered:
-        # Runs during cancellation, so it must not await; a prompt-size estimate for a
-        # usage-less upstream is made from the last usage when there is one.
+    def _interrupted_metered(self, route: Route, call: UpstreamCall, tracker: StreamMeter) -> Metered:
+        # Runs during cancellation, so it must not await: the prompt of a usage-less
+        # upstream is counted inline.
         if tracker.last_usage is not None:
             return meter(tracker.last_usage, route.price)
-        return meter(estimated_metadata(0, tracker.relayed_tokens), route.price, estimated=True)
+        prompt = self.counter.count_request(call.request).total
+        return meter(estimated_metadata(prompt, tracker.relayed_tokens), route.price, estimated=True)

@@ -52,14 +52,16 @@ class Reply:
 class Chunk:
     """One streamed GenerateContentResponse: its JSON bytes and its cumulative usage, if any.
 
-    ``text_chars`` is the number of characters of generated text (thoughts included) in
-    this chunk, so that a stream cut before any usage arrives can still be counted.
+    ``text`` is the generated text (thoughts included) in this chunk, so that a stream cut
+    before any usage arrives can still be counted. ``finishing`` says whether this chunk
+    ends the answer; when None the pipeline reads it from the Gemini ``finishReason``.
     """
 
     body: bytes
     usage: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
     text: str = ""
+    finishing: bool | None = None
 
     def json(self) -> dict[str, Any]:
         if self.data is None:

@@ -8,8 +8,10 @@ Gemini JSON. The OpenAI door can also forward a client's original bytes unchange
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -28,6 +30,7 @@ from gemgate.providers.base import Chunk, ProviderInfo, Reply, UpstreamCall
 from gemgate.translate import ChatStreamDecoder, chat_response_to_gemini, gemini_to_chat
 
 _MAX_ERROR_TEXT = 500
+_DRAIN_SECONDS = 2.0
 
 
 def _dumps(obj: Any) -> bytes:
@@ -244,7 +247,7 @@ class OpenAIProvider:
             raise self._error(resp.status, raw)
         return resp
 
-    async def _pieces(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def _pieces(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
         try:
             async for piece in resp.content.iter_any():
                 yield piece
@@ -298,36 +301,38 @@ class OpenAIProvider:
         body = gemini_to_chat(call.request, model=call.model, stream=True)
         resp = await self._open("chat/completions", _dumps(body), call.request_id)
         decoder = ChatStreamDecoder()
-        sse = _SSE()
         complete = False
         try:
-            done = False
-            async for piece in self._pieces(resp):
+            async with aclosing(self._chat_events(resp)) as events:
+                async for data in events:
+                    for out in decoder.feed(data):
+                        yield _chunk(out)
+            for out in decoder.finish():
+                yield _chunk(out)
+            complete = await _drain(resp)
+        finally:
+            if complete:
+                resp.release()  # back to the pool, kept alive
+            else:
+                resp.close()  # drop the connection so the upstream stops generating
+
+    async def _chat_events(
+        self, resp: aiohttp.ClientResponse
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The JSON chunks of an OpenAI stream, as they arrive, up to ``[DONE]``."""
+        sse = _SSE()
+        async with aclosing(self._pieces(resp)) as pieces:
+            async for piece in pieces:
                 for event in sse.feed(piece):
                     for data in self._events(event):
                         if data is None:
-                            done = True
-                            break
-                        for out in decoder.feed(data):
-                            yield _chunk(out)
-                    if done:
-                        break
-                if done:
-                    break
-            else:
-                for event in sse.close():
-                    for data in self._events(event):
-                        if data is not None:
-                            for out in decoder.feed(data):
-                                yield _chunk(out)
-            for out in decoder.finish():
-                yield _chunk(out)
-            complete = True
-        finally:
-            if complete:
-                resp.release()
-            else:
-                resp.close()  # drop the connection so the upstream stops generating
+                            return
+                        yield data
+        for event in sse.close():
+            for data in self._events(event):
+                if data is None:
+                    return
+                yield data
 
     def _events(self, event: bytes) -> list[dict[str, Any] | None]:
         """One SSE data payload -> chunk dicts; None marks ``[DONE]``."""
@@ -425,11 +430,12 @@ class OpenAIProvider:
         start = 0
         complete = False
         try:
-            async for piece in self._pieces(resp):
-                buf += piece
-                events, start = _split_events(buf, start)
-                for event in events:
-                    yield event
+            async with aclosing(self._pieces(resp)) as pieces:
+                async for piece in pieces:
+                    buf += piece
+                    events, start = _split_events(buf, start)
+                    for event in events:
+                        yield event
             if buf:
                 yield bytes(buf)
             complete = True
@@ -438,6 +444,20 @@ class OpenAIProvider:
                 resp.release()
             else:
                 resp.close()
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> bool:
+    """Read what follows ``[DONE]`` (normally just the end of the chunked body) so that
+    the connection can be reused; False when that does not happen promptly."""
+    if resp.content.at_eof():
+        return True
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in resp.content.iter_any():
+                pass
+    except (TimeoutError, aiohttp.ClientError):
+        return False
+    return True
 
 
 def _embed_text(req: Any, prefix: str) -> str:

@@ -1,8 +1,12 @@
-"""Usage reports: sums of the ledger, filtered and grouped."""
+"""Usage reports: sums of the ledger, filtered and grouped.
+
+Times are stored in UTC; a day is a UTC calendar day on every database, and ``since`` /
+``until`` given with another offset are converted to UTC before they are compared.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -10,10 +14,40 @@ from sqlalchemy import Engine, func, select
 from gemgate.store.tables import usage_records as u
 
 SUMMED = (
-    "prompt_tokens", "cached_tokens", "tool_use_prompt_tokens", "thoughts_tokens",
-    "output_text", "output_image", "output_audio", "total_tokens", "cost_nanos",
+    "prompt_tokens",
+    "cached_tokens",
+    "tool_use_prompt_tokens",
+    "thoughts_tokens",
+    "output_text",
+    "output_image",
+    "output_audio",
+    "total_tokens",
+    "cost_nanos",
 )
+GROUP_BY = ("day", "model", "key")
 GROUPS = {"model": u.c.model, "key": u.c.key_name}
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO date (midnight UTC) or date-time (UTC when it has no offset); ValueError if not."""
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _day_column(engine: Engine) -> Any:
+    if engine.dialect.name == "postgresql":
+        # to_char of a timestamptz follows the session's time zone: pin it to UTC.
+        return func.to_char(func.timezone("UTC", u.c.started_at), "YYYY-MM-DD")
+    # SQLite keeps the UTC wall-clock time as text: "YYYY-MM-DD HH:MM:SS.ffffff".
+    return func.substr(func.cast(u.c.started_at, u.c.model.type), 1, 10)
 
 
 def report(
@@ -26,16 +60,17 @@ def report(
     group_by: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per group (or one row overall): request count, token sums, cost in nanos."""
+    if group_by is not None and group_by not in GROUP_BY:
+        raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
     columns: list[Any] = []
     group_col: Any = None
     if group_by == "day":
-        group_col = func.substr(func.cast(u.c.started_at, u.c.model.type), 1, 10)
-        if engine.dialect.name == "postgresql":
-            group_col = func.to_char(u.c.started_at, "YYYY-MM-DD")
+        group_col = _day_column(engine)
     elif group_by is not None:
         group_col = GROUPS[group_by]
     if group_col is not None:
-        columns.append(group_col.label(group_by))
+        group_col = group_col.label(group_by)
+        columns.append(group_col)
     columns.append(func.count().label("requests"))
     columns.append(func.sum(func.cast(u.c.interrupted, u.c.id.type)).label("interrupted"))
     columns.append(func.sum(func.cast(u.c.estimated, u.c.id.type)).label("estimated"))
@@ -46,9 +81,9 @@ def report(
     if model:
         stmt = stmt.where(u.c.model == model)
     if since:
-        stmt = stmt.where(u.c.started_at >= since)
+        stmt = stmt.where(u.c.started_at >= _utc(since))
     if until:
-        stmt = stmt.where(u.c.started_at < until)
+        stmt = stmt.where(u.c.started_at < _utc(until))
     if group_col is not None:
         stmt = stmt.group_by(group_col).order_by(group_col)
     with engine.connect() as conn:
@@ -56,8 +91,9 @@ def report(
     out = []
     for row in rows:
         data = dict(row._mapping)
+        data["requests"] = int(data["requests"])
         for name in ("interrupted", "estimated", *SUMMED):
-            data[name] = int(data.get(name) or 0)
+            data[name] = int(data.get(name) or 0)  # PostgreSQL sums are Decimal
         if group_by is None and data["requests"] == 0:
             continue
         out.append(data)
