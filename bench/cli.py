@@ -77,6 +77,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="comma list of concurrent stream counts (default 100,250,500,1000; quick 20)",
     )
+    p.add_argument(
+        "--local-threads",
+        type=int,
+        default=None,
+        help="llama.cpp threads for the local-model comparison, both sides (default: CPUs - 1)",
+    )
+    p.add_argument(
+        "--local-tokens", type=int, default=None, help="maxOutputTokens (default 128; quick 16)"
+    )
     p.add_argument("--no-install", action="store_true", help="never run apt-get")
     return p.parse_args(argv)
 
@@ -88,9 +97,21 @@ def options_from(args: argparse.Namespace) -> Options:
     if args.rounds is not None:
         opts.rounds = max(1, args.rounds)
     opts.wrk_threads = max(1, args.wrk_threads)
+    if args.local_threads is not None:
+        opts.local_threads = max(1, args.local_threads)
+    if args.local_tokens is not None:
+        opts.local_tokens = max(1, args.local_tokens)
     if args.hold_levels:
         opts.hold_levels = tuple(int(x) for x in args.hold_levels.split(",") if x.strip())
     return opts
+
+
+def _loadavg() -> list[float]:
+    """1, 5 and 15 minute load averages: other work on the machine skews every figure."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
 
 
 def _machine() -> dict[str, Any]:
@@ -102,6 +123,7 @@ def _machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
+        "loadavg_start": _loadavg(),
         "cpus": os.cpu_count() or 0,
         "memory_gib": mem_kb / 1024 / 1024,
         "python": platform.python_version(),
@@ -292,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.stop_all()
 
     meta["elapsed_s"] = time.monotonic() - started
+    meta["loadavg_end"] = _loadavg()
     rows = report.build_rows(results)
     doc = {
         "schema": 1,
@@ -304,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     jp, mp = report.write(doc, out)
     print(mp.read_text(), flush=True)
     say(f"wrote {jp} and {mp}")
-    return 1 if doc["errors"] else 0
+    if "interrupted" in errors:
+        return 130
+    return 1 if errors else 0
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 import traceback
@@ -54,7 +55,9 @@ class Options:
     local_rounds: int = 3
     local_tokens: int = 128
     local_n_ctx: int = 2048
-    local_threads: int = 2
+    # One core fewer than the machine has: llama.cpp's OpenMP threads spin at barriers, so
+    # with every core busy the gateway's event loop (or anything else) stalls them.
+    local_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
 
     @classmethod
     def quick_mode(cls) -> Options:

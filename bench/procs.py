@@ -2,8 +2,8 @@
 
 Every child runs in its own process group and is asked to die with the harness
 (``PR_SET_PDEATHSIG``), so a Ctrl-C, a SIGTERM or even a SIGKILL of the harness leaves no
-mock, gateway or wrk behind. :func:`install_signal_handlers` turns SIGTERM/SIGHUP into
-``SystemExit`` so ``finally`` blocks and :func:`stop_all` run.
+mock, gateway or wrk behind. :func:`install_signal_handlers` turns SIGINT/SIGTERM/SIGHUP
+into ``KeyboardInterrupt`` so ``finally`` blocks and :func:`stop_all` run.
 """
 
 from __future__ import annotations
@@ -43,11 +43,14 @@ def raise_fd_limit() -> int:
 
 
 def install_signal_handlers() -> None:
-    def _exit(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
+    """Ctrl-C, SIGTERM and SIGHUP all become KeyboardInterrupt (even where the shell started
+    us with SIGINT ignored), so the harness stops its children and writes what it has."""
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit)
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     atexit.register(stop_all)
 
 
@@ -132,6 +135,10 @@ def run(
             os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         raise TimeoutError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
     finally:
         if proc in _children:
             _children.remove(proc)  # type: ignore[arg-type]

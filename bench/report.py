@@ -322,6 +322,10 @@ def _met(r: dict[str, Any]) -> str:
     return f"n/a ({r['miss']})"
 
 
+def _load(la: Any) -> str:
+    return "/".join(f"{x:.2f}" for x in la) if la else "?"
+
+
 def markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
     lines = [
@@ -331,7 +335,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{meta['elapsed_s']:.0f} s)"
         + (": durations too short for the figures to mean much" if meta["quick"] else ""),
         f"- machine: {meta['cpus']} CPUs, {meta['memory_gib']:.0f} GiB; Python {meta['python']}; "
-        f"{meta.get('wrk', 'wrk ?')}",
+        f"{meta.get('wrk', 'wrk ?')}; load average before the run "
+        f"{_load(meta.get('loadavg_start'))} (above ~0.5: other work shared the CPUs)",
         f"- load: wrk {meta['wrk_threads']} thread(s), {meta['duration_s']} s per target per "
         f"measurement in {meta['rounds']} interleaved round(s); mock upstream in C, "
         f"{meta['mock_threads']} thread(s)",

@@ -68,7 +68,7 @@ class Gateway:
             self.ledger = LedgerWriter(self.engine, batch_max=s.ledger.batch_max)
             self.ledger.start()
         self.settler = Settler(self.ledger, self.budgets)
-        counter = await asyncio.to_thread(TokenCounter, default_gguf_path())
+        counter = await asyncio.to_thread(lambda: TokenCounter(default_gguf_path()))
         pipeline = Pipeline(budgets=self.budgets, settler=self.settler, counter=counter)
         max_body = s.server.max_body_mb * 1024 * 1024
         self.gemini = GeminiDoor(keys=self.keys, router=router, pipeline=pipeline, max_body=max_body)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -27,7 +26,7 @@ from gemgate.asgi import (
     send_chunk,
     send_json,
     start_stream,
-    wait_disconnect,
+    until_disconnect,
 )
 from gemgate.billing import format_usd
 from gemgate.doors.sse import JsonArrayFramer, sse_event
@@ -229,16 +228,9 @@ class GeminiDoor:
     ) -> None:
         sse = req.query.get("alt") == "sse"
         chunks: AsyncGenerator[Chunk, None] = self._pipeline.stream(ctx, route, call)
-        relay = asyncio.ensure_future(self._relay(send, ctx, chunks, sse))
-        gone = asyncio.ensure_future(wait_disconnect(req.receive))
         try:
-            await asyncio.wait((relay, gone), return_when=asyncio.FIRST_COMPLETED)
-            if not relay.done():
-                relay.cancel()  # the client went away: stop the upstream, settle what was made
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+            await until_disconnect(req.receive, self._relay(send, ctx, chunks, sse))
         finally:
-            gone.cancel()
             await chunks.aclose()
 
     async def _relay(self, send: Send, ctx: RequestContext, chunks: Any, sse: bool) -> None:

@@ -10,7 +10,6 @@ upstream itself speaks OpenAI, the client's original bytes are forwarded after v
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -27,7 +26,7 @@ from gemgate.asgi import (
     send_chunk,
     send_json,
     start_stream,
-    wait_disconnect,
+    until_disconnect,
 )
 from gemgate.billing import format_usd
 from gemgate.doors.openai_errors import openai_error_body, openai_status
@@ -268,16 +267,9 @@ class OpenAIDoor:
         chunks: AsyncGenerator[Chunk, None],
         encoder: ChatStreamEncoder | None,
     ) -> None:
-        relay = asyncio.ensure_future(self._relay(send, ctx, chunks, encoder))
-        gone = asyncio.ensure_future(wait_disconnect(req.receive))
         try:
-            await asyncio.wait((relay, gone), return_when=asyncio.FIRST_COMPLETED)
-            if not relay.done():
-                relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+            await until_disconnect(req.receive, self._relay(send, ctx, chunks, encoder))
         finally:
-            gone.cancel()
             await chunks.aclose()
 
     async def _relay(

@@ -121,7 +121,7 @@ class RedisBudgets:
     def __init__(
         self, url: str, *, prefix: str = "gemgate", lease_s: float = DEFAULT_LEASE_S
     ) -> None:
-        self._redis: aioredis.Redis = aioredis.from_url(url)
+        self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
         self._prefix = prefix
         self._lease_ms = int(lease_s * 1000)
         self._reserve = self._redis.register_script(_RESERVE)
@@ -156,7 +156,7 @@ class RedisBudgets:
 
     async def begin_load(self) -> Marks:
         """Each known key's settled total; call before reading the keys from the database."""
-        ids = [int(i) for i in await self._redis.smembers(self._registry)]  # type: ignore[misc]
+        ids = [int(i) for i in await self._redis.smembers(self._registry)]
         if not ids:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -233,11 +233,11 @@ class RedisBudgets:
 
     async def state(self, key_id: int) -> dict[str, int | None]:
         """The key's budget, spent and reserved amounts (budget None: no budget)."""
-        raw = await self._redis.hgetall(self.account(key_id))  # type: ignore[misc]
-        values = {k.decode(): v.decode() for k, v in raw.items()}
+        raw = await self._redis.hgetall(self.account(key_id))
+        values = {str(k): str(v) for k, v in raw.items()}
         budget = values.get("budget")
         return {
-            "budget": None if budget in (None, "none") else int(budget),  # type: ignore[arg-type]
+            "budget": None if budget is None or budget == "none" else int(budget),
             "spent": int(values.get("spent", 0)),
             "reserved": int(values.get("reserved", 0)),
         }
@@ -254,4 +254,3 @@ class RedisBudgets:
         async for name in self._redis.scan_iter(match=f"{self._prefix}:budget:*", count=500):
             count += await self._redis.delete(name)
         return count
-
