@@ -415,7 +415,7 @@ def local_model_phase(ctx: Context, out: Path, mock_url: str) -> dict[str, Any]:
             res["ratio"] = res["gateway"]["tokens_per_s"] / res["direct"]["tokens_per_s"]
     except Exception as exc:
         msg = f"local_model: {type(exc).__name__}: {exc}"
-        if gw is not None and gw.log_tail():
+        if gw is not None and gw.proc is not None and not gw.alive():
             msg += "\n  gateway log tail:\n" + gw.log_tail()
         ctx.errors.append(msg)
         ctx.say("ERROR " + msg)

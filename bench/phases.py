@@ -311,16 +311,24 @@ def stream_hold(ctx: Context) -> dict[str, Any]:
                 "ramp_s": ramp,
                 "timeout_s": per_stream_s * 3 + 30,
             }
+            peak: dict[str, int] = {}
+
+            def sample(gw: Gateway | None = t.gateway, peak: dict[str, int] = peak) -> None:
+                if gw is not None:
+                    for k, v in gw.memory().items():
+                        peak[k] = max(peak.get(k, 0), v)
+
             res = ctx.guarded(
                 "stream_hold",
                 t,
                 ctx.stream_client.run,
                 spec,
                 timeout=per_stream_s * 4 + 120,
+                while_waiting=sample,
             )
             res["level"] = level
             if t.gateway is not None:
-                res["gateway_memory_kb"] = t.gateway.memory()
+                res["gateway_peak_memory_kb"] = peak
             levels[t.name].append(res)
             if "error" in res or res.get("errors", 1) > 0:
                 stopped.add(t.name)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +221,26 @@ class StreamClient:
             raise RuntimeError(f"stream client exited (code {self.proc.poll()})")
         return dict(json.loads(line))
 
-    def run(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.proc.stdin is not None
+    def run(
+        self,
+        spec: dict[str, Any],
+        timeout: float,
+        while_waiting: Callable[[], None] | None = None,
+        every_s: float = 0.5,
+    ) -> dict[str, Any]:
+        """Run one job; ``while_waiting`` is called every ``every_s`` until it is done."""
+        import selectors
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write((json.dumps(spec) + "\n").encode())
         self.proc.stdin.flush()
+        if while_waiting is not None:
+            sel = selectors.DefaultSelector()
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + timeout
+            while not sel.select(every_s) and time.monotonic() < deadline:
+                while_waiting()
+            timeout = max(1.0, deadline - time.monotonic())
         result = self._readline(timeout=timeout)
         if "fatal" in result:
             raise RuntimeError(f"stream client: {result['fatal']}")

@@ -91,6 +91,7 @@ class ProviderSettings:
     model_path: str | None = None
     n_ctx: int = 8192
     threads: int | None = None
+    max_output_tokens: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +268,7 @@ def _provider(t: _Table, env: Mapping[str, str]) -> ProviderSettings:
         model_path=t.text("model_path"),
         n_ctx=t.integer("n_ctx", 8192),
         threads=t.integer("threads"),
+        max_output_tokens=t.integer("max_output_tokens", 1024),
     )
     t.done()
     if ptype in ("gemini", "openai") and not p.base_url:

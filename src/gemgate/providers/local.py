@@ -19,13 +19,13 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gemgate.errors import InvalidArgument, NotFound
+from gemgate.errors import Internal, InvalidArgument, NotFound
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
 from gemgate.providers.local_engine import (
     EMBED_CTX,
@@ -38,6 +38,7 @@ from gemgate.providers.local_engine import (
     Segment,
     TextEvent,
     Worker,
+    WorkerStats,
 )
 
 # Part keys that carry no content of their own and may accompany a text part.
@@ -76,8 +77,11 @@ class LocalProvider:
         n_ctx: int = 8192,
         n_threads: int | None = None,
         model_name: str = "gemma-3-270m",
+        default_max_output: int = 1024,
     ) -> None:
         self.name = name
+        # Used when a request sets no maxOutputTokens: small models rarely stop on their own.
+        self.default_max_output = default_max_output
         self.model_path = Path(model_path)
         self.model_name = model_name
         self.n_ctx = n_ctx
@@ -88,6 +92,11 @@ class LocalProvider:
         )
         self._emb: Worker[EmbedJob] | None = None
         self._emb_starting: asyncio.Future[Worker[EmbedJob]] | None = None
+
+    @property
+    def stats(self) -> WorkerStats:
+        """How many generation jobs ran, were stopped early, or were skipped."""
+        return self._gen.stats
 
     # -- lifecycle
 
@@ -124,12 +133,13 @@ class LocalProvider:
                     end = ev
         finally:
             await events.aclose()
-        assert end is not None
+        if end is None:  # cannot happen: the events end with EndEvent or raise
+            raise Internal(f"model {self.model_name} ended without an answer")
         usage = _usage(prompt, end.tokens)
         data = self._response("".join(texts), usage, end.finish, _response_id())
         return Reply(body=orjson.dumps(data), data=data, usage=usage)
 
-    async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
+    async def stream(self, call: UpstreamCall) -> AsyncGenerator[Chunk, None]:
         """One chunk per decoded piece of text; the last one carries ``finishReason``.
         Closing the iterator cancels the generation."""
         segments, sampling = self._prepare(call.request)
@@ -422,7 +432,7 @@ class LocalProvider:
             temperature=default.temperature if temperature is None else temperature,
             top_p=default.top_p if top_p is None else top_p,
             top_k=default.top_k if top_k is None else top_k,
-            max_tokens=integer("maxOutputTokens", 1),
+            max_tokens=integer("maxOutputTokens", 1) or self.default_max_output,
             stop=tuple(s for s in stop if s),
             seed=seed,
             presence_penalty=presence or 0.0,

@@ -91,9 +91,9 @@ class _Cancelled(Exception):
 # ---------------------------------------------------------------------------------------
 # llama.cpp logging -> Python logging
 
-# llama.cpp's warnings are load-time diagnostics (real failures come back as return codes),
-# so they are logged at INFO.
-_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.INFO, 4: logging.ERROR}
+# llama.cpp's info and warnings are load-time diagnostics (real failures come back as
+# return codes), so they are logged at DEBUG; its errors at WARNING.
+_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.DEBUG, 4: logging.WARNING}
 
 
 def _on_llama_log(level: int, text: bytes | None, _user_data: Any) -> None:
@@ -134,6 +134,7 @@ class LlamaModel:
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
         cparams.no_perf = True
+        cparams.swa_full = False  # each job starts from an empty cache: no prefix reuse
         if embedding:
             cparams.embeddings = True
             cparams.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
@@ -263,7 +264,6 @@ class LlamaModel:
     @staticmethod
     def free_sampler(chain: Any) -> None:
         llama_cpp.llama_sampler_free(chain)
-
 
 
 # ---------------------------------------------------------------------------------------
@@ -455,12 +455,22 @@ class EmbedJob(Job):
 J = TypeVar("J", bound=Job)
 
 
+@dataclass
+class WorkerStats:
+    """What a worker did with its jobs (for operators and tests)."""
+
+    started: int = 0  # jobs that began running
+    stopped: int = 0  # running jobs stopped because their caller went away
+    skipped: int = 0  # queued jobs dropped because their caller went away before they ran
+
+
 class Worker(Generic[J]):
     """One thread that loads a model and then runs jobs from a FIFO queue, one at a time."""
 
     def __init__(self, label: str, load: Callable[[], LlamaModel]) -> None:
         self.label = label
         self._load = load
+        self.stats = WorkerStats()
         self._jobs: queue.SimpleQueue[J | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -470,6 +480,8 @@ class Worker(Generic[J]):
         self.model: LlamaModel | None = None
 
     async def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"worker {self.label} was already started")
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         self._done = loop.create_future()
@@ -543,11 +555,13 @@ class Worker(Generic[J]):
             if job is None:
                 return
             if job.cancelled:
+                self.stats.skipped += 1
                 continue
+            self.stats.started += 1
             try:
                 job.run(model, self._check)
             except _Cancelled:
-                pass
+                self.stats.stopped += 1
             except errors.GatewayError as exc:
                 job.fail(exc)
             except Exception:

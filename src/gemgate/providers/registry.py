@@ -33,6 +33,11 @@ def build_provider(p: ProviderSettings, server: ServerSettings, model_name: str)
         if not path.is_file():
             raise ConfigError(f"provider {p.name}: model_path {path} is not a file")
         return LocalProvider(
-            p.name, path, n_ctx=p.n_ctx, n_threads=p.threads, model_name=model_name
+            p.name,
+            path,
+            n_ctx=p.n_ctx,
+            n_threads=p.threads,
+            model_name=model_name,
+            default_max_output=p.max_output_tokens,
         )
     raise ConfigError(f"provider {p.name}: unknown type {p.type}")
