@@ -275,6 +275,8 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         "MiB",
         mem_pick("after_first"),
         added="none",
+        note="wrk runs in 1 s slices, so each checkpoint is passed by a little; the exact "
+        "request counts are in report.json",
     )
     row(f"RSS after {total_goal or '?'} requests", "MiB", mem_pick("after_all"), added="none")
     row(

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, select
-
-from gemgate.store.tables import api_keys, usage_records
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.gateway_process import UPSTREAM_KEY_VAR, GatewayProcess
+
+from gemgate.store.tables import api_keys, usage_records
 
 ADMIN_KEY_VAR = "GEMGATE_TEST_ADMIN_KEY"
 ADMIN_KEY = "admin-key-for-tests-0123456789"

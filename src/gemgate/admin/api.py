@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from gemgate.asgi import Request, Send, send_json
 from gemgate.billing import format_usd
 from gemgate.errors import (
     GatewayError,
+    Internal,
     InvalidArgument,
     MethodNotAllowed,
     NotFound,
@@ -30,6 +32,8 @@ from gemgate.errors import (
     Unauthenticated,
 )
 from gemgate.store import usage as usage_store
+
+log = logging.getLogger("gemgate.admin")
 
 USAGE_PARAMS = frozenset({"key", "model", "since", "until", "group_by"})
 
@@ -83,6 +87,10 @@ class AdminApi:
             await send_json(send, 200, {"rows": rows})
         except GatewayError as exc:
             await send_json(send, exc.code, exc.google_body(), exc.headers())
+        except Exception:
+            log.exception("admin request %s failed", req.path)
+            err = Internal("Internal error while reading the ledger.")
+            await send_json(send, err.code, err.google_body())
 
     def _authenticate(self, req: Request) -> None:
         presented = _presented_key(req)

@@ -7,8 +7,10 @@ single call into the event loop. A response's final bytes are released only afte
 a crash never loses the record of an answer a client received complete, and a request pays
 one shared commit rather than its own database round trip.
 
-A record whose request id is already in the ledger is not written twice (the writer checks
-before inserting), so a retried batch never duplicates a record.
+A record whose request id is already in the ledger is not written twice (the insert skips
+known request ids; a batch in which any was skipped is redone with an explicit check, so
+costs are added only for records actually written), so a retried batch never duplicates a
+record or its cost.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select
 
-from gemgate.store.tables import api_keys, usage_records
+from gemgate.store.ledger_sql import LedgerStatements
+from gemgate.store.tables import usage_records
 
 log = logging.getLogger("gemgate.ledger")
 
@@ -48,6 +51,8 @@ class LedgerWriter:
         self._on_committed = on_committed
         self.batches = 0  # how many commits were made (for tests and metrics)
         self.records = 0
+        self._statements = LedgerStatements(engine.dialect)
+        self._raw: Any = None  # the writer thread's own DB-API connection
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gemgate-ledger", daemon=True)
@@ -87,6 +92,10 @@ class LedgerWriter:
                     break
                 batch.append(nxt)
             self._write_with_retries(batch)
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.close()
+            self._raw = None
 
     def _write_with_retries(self, batch: list[Any]) -> None:
         records = [rec for rec, _fut, _loop in batch]
@@ -99,6 +108,7 @@ class LedgerWriter:
             except Exception as exc:  # the database may be briefly locked or unreachable
                 error = exc
                 log.warning("ledger commit failed (%s); retrying", type(exc).__name__)
+                self._drop_connection()
                 if delay is None:
                     break
                 time.sleep(delay)
@@ -112,34 +122,48 @@ class LedgerWriter:
                     log.exception("ledger commit callback failed")
         self._wake(batch, error)
 
+    def _drop_connection(self) -> None:
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.invalidate()
+            self._raw = None
+
     def _write(self, records: list[dict[str, Any]]) -> None:
+        if self._raw is None:
+            self._raw = self._engine.raw_connection()
+        conn = self._raw
+        cursor = conn.cursor()
+        try:
+            if self._statements.write(cursor, records) != len(records):
+                # Some request ids were already recorded (a batch retried after a commit
+                # whose answer was lost): redo it with only the new records, so no cost
+                # is added twice.
+                conn.rollback()
+                fresh = self._unrecorded(records)
+                if fresh:
+                    self._statements.write(cursor, fresh)
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
+        finally:
+            cursor.close()
+
+    def _unrecorded(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ids = [r["request_id"] for r in records]
-        with self._engine.begin() as conn:
-            existing = set(
+        with self._engine.connect() as conn:
+            seen = set(
                 conn.execute(
                     select(usage_records.c.request_id).where(usage_records.c.request_id.in_(ids))
                 ).scalars()
             )
-            fresh = []
-            for r in records:  # each request id once, even if a batch carried it twice
-                if r["request_id"] not in existing:
-                    existing.add(r["request_id"])
-                    fresh.append(r)
-            if not fresh:
-                return
-            conn.execute(insert(usage_records), fresh)
-            spent: dict[int, int] = defaultdict(int)
-            for r in fresh:
-                if r.get("key_id") is not None and r.get("cost_nanos"):
-                    spent[r["key_id"]] += r["cost_nanos"]
-            # Always in key order: replicas committing batches that touch the same keys
-            # then lock the rows in the same order and cannot deadlock each other.
-            for key_id, nanos in sorted(spent.items()):
-                conn.execute(
-                    update(api_keys)
-                    .where(api_keys.c.id == key_id)
-                    .values(spent_nanos=api_keys.c.spent_nanos + nanos)
-                )
+        fresh = []
+        for r in records:  # each request id once, even if a batch carried it twice
+            if r["request_id"] not in seen:
+                seen.add(r["request_id"])
+                fresh.append(r)
+        return fresh
 
     @staticmethod
     def _wake(batch: list[Any], error: BaseException | None) -> None:

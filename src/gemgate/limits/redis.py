@@ -119,9 +119,18 @@ return #KEYS - 1
 
 class RedisBudgets:
     def __init__(
-        self, url: str, *, prefix: str = "gemgate", lease_s: float = DEFAULT_LEASE_S
+        self,
+        url: str,
+        *,
+        prefix: str = "gemgate",
+        lease_s: float = DEFAULT_LEASE_S,
+        max_connections: int = 64,
     ) -> None:
-        self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+        # Requests beyond the pool's size wait for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, decode_responses=True
+        )
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._prefix = prefix
         self._lease_ms = int(lease_s * 1000)
         self._reserve = self._redis.register_script(_RESERVE)

@@ -115,8 +115,14 @@ class KeyCache:
             raise PermissionDenied(NO_KEY_MESSAGE, reason="API_KEY_MISSING")
         digest = hash_key(plain)
         record = self._by_hash.get(digest)
-        if record is None and time.monotonic() - self._last_check > 0.05:
-            await self.refresh()
+        if record is None:
+            if self._lock.locked():
+                # A reload is running (perhaps started by another request with this new
+                # key): wait for it rather than refusing the key meanwhile.
+                async with self._lock:
+                    pass
+            elif time.monotonic() - self._last_check > 0.05:
+                await self.refresh()
             record = self._by_hash.get(digest)
         if record is None:
             raise ApiKeyInvalid()

@@ -41,9 +41,12 @@ def hash_key(plain: str) -> str:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    """In UTC: SQLite gives naive UTC times, PostgreSQL the session's time zone."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value
+    return value.astimezone(UTC)
 
 
 def _record(row: object) -> KeyRecord:
