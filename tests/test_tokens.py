@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gemgate.tokens import (
     MODALITIES,
@@ -413,3 +415,18 @@ def test_media_rules_round_up() -> None:
     assert audio_tokens(0.01) == 1
     assert video_tokens(1.5) == math.ceil(1.5 * 263)
     assert video_tokens(0) == 0
+
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(max_size=300), min_size=1, max_size=4))
+def test_bound_is_never_below_the_exact_count(counter: TokenCounter, texts: list[str]) -> None:
+    request = {"contents": [{"role": "user", "parts": [{"text": t}]} for t in texts]}
+    assert counter.bound_request(request).total >= counter.count_request(request).total
+
+
+def test_bound_counts_media_like_the_exact_count(counter: TokenCounter) -> None:
+    request = {"contents": [user(inline("image/png", png(1000, 800)))]}
+    exact = counter.count_request(request)
+    bound = counter.bound_request(request)
+    assert bound.by_modality["IMAGE"] == exact.by_modality["IMAGE"] == 1032

@@ -7,6 +7,7 @@ the store engine, key cache, budgets, ledger writer, token counter, providers an
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -25,6 +26,7 @@ from gemgate.providers.registry import build_provider
 from gemgate.routes import match
 from gemgate.settings import Settings
 from gemgate.store import make_engine, migrate
+from gemgate.store.db import SqliteCheckpointer
 from gemgate.tokens import TokenCounter, default_gguf_path
 
 log = logging.getLogger("gemgate")
@@ -38,6 +40,7 @@ class Gateway:
         self.engine = make_engine(settings.database.url)
         self.providers: dict[str, Provider] = {}
         self.ledger: LedgerWriter | None = None
+        self.checkpointer: SqliteCheckpointer | None = None
         self.keys: KeyCache | None = None
         self.gemini: GeminiDoor | None = None
         self.openai: Any = None
@@ -67,6 +70,9 @@ class Gateway:
         if s.ledger.enabled:
             self.ledger = LedgerWriter(self.engine, batch_max=s.ledger.batch_max)
             self.ledger.start()
+            if self.engine.dialect.name == "sqlite":
+                self.checkpointer = SqliteCheckpointer(self.engine)
+                self.checkpointer.start()
         self.settler = Settler(self.ledger, self.budgets)
         counter = await asyncio.to_thread(lambda: TokenCounter(default_gguf_path()))
         pipeline = Pipeline(budgets=self.budgets, settler=self.settler, counter=counter)
@@ -74,6 +80,11 @@ class Gateway:
         self.gemini = GeminiDoor(keys=self.keys, router=router, pipeline=pipeline, max_body=max_body)
         self.openai = self._optional_door(router, pipeline, max_body)
         self.admin = self._admin()
+        # Everything built so far (catalog, vocabulary tables, providers) lives as long as
+        # the process: keep it out of the garbage collector's full scans, whose pauses
+        # would otherwise land on requests.
+        gc.collect()
+        gc.freeze()
         self._started = True
 
     async def _budgets(self) -> Any:
@@ -120,6 +131,8 @@ class Gateway:
                 log.warning("closing provider failed", exc_info=True)
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.close)
         if self.budgets is not None:
             await self.budgets.aclose()
         self.engine.dispose()

@@ -41,7 +41,7 @@ import ctypes
 import math
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,6 +266,14 @@ def _trim(seconds: float | None, metadata: Any) -> float | None:
     return max(0.0, seconds - max(0.0, start))
 
 
+#: Tokens a model may add around each content (role and turn markers), for upper bounds.
+TURN_OVERHEAD = 16
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def can_count_inline(request: Mapping[str, Any]) -> bool:
     """True when ``request`` is cheap to count on the event loop: no media, little text.
 
@@ -468,15 +476,33 @@ class TokenCounter:
 
     def count_request(self, request: Mapping[str, Any]) -> TokenCount:
         """Tokens of a canonical (camelCase) GenerateContentRequest or countTokens body."""
+        return self._count_request(request, self.count_text)
+
+    def bound_request(self, request: Mapping[str, Any]) -> TokenCount:
+        """An upper bound of :meth:`count_request`, for any tokenizer, without tokenizing.
+
+        Text counts one token per UTF-8 byte (no tokenizer makes a token of less than a
+        byte) plus :data:`TURN_OVERHEAD` per content for the model's own turn markers; media
+        follow the same rules as :meth:`count_request`. Costs microseconds, where exact
+        counting costs a tokenizer call per part.
+        """
+        count = self._count_request(request, _utf8_len)
+        turns = len(request.get("contents") or ()) + (1 if request.get("systemInstruction") else 0)
+        overhead = TURN_OVERHEAD * max(turns, 1)
+        by_modality = dict(count.by_modality)
+        by_modality["TEXT"] += overhead
+        return TokenCount(total=count.total + overhead, by_modality=by_modality, notes=count.notes)
+
+    def _count_request(self, request: Mapping[str, Any], count_text: Callable[[str], int]) -> TokenCount:
         counts = dict.fromkeys(MODALITIES, 0)
         notes: list[str] = []
         for part in _all_parts(request):
             if isinstance(part, Mapping):
-                self._count_part(part, counts, notes)
+                self._count_part(part, counts, notes, count_text)
         for tool in _tools(request):
             decls = _field(tool, "functionDeclarations", "function_declarations")
             if decls:
-                counts["TEXT"] += self.count_text(_json_text(decls))
+                counts["TEXT"] += count_text(_json_text(decls))
         return TokenCount(total=sum(counts.values()), by_modality=counts, notes=tuple(notes))
 
     async def count_request_async(self, request: Mapping[str, Any]) -> TokenCount:
@@ -484,24 +510,28 @@ class TokenCounter:
         return await asyncio.to_thread(self.count_request, request)
 
     def _count_part(
-        self, part: Mapping[str, Any], counts: dict[str, int], notes: list[str]
+        self,
+        part: Mapping[str, Any],
+        counts: dict[str, int],
+        notes: list[str],
+        count_text: Callable[[str], int],
     ) -> None:
         text = part.get("text")
         if isinstance(text, str):
-            counts["TEXT"] += self.count_text(text)
+            counts["TEXT"] += count_text(text)
         for camel, snake in (
             ("functionCall", "function_call"),
             ("functionResponse", "function_response"),
         ):
             value = _field(part, camel, snake)
             if value is not None:
-                counts["TEXT"] += self.count_text(_json_text(value))
+                counts["TEXT"] += count_text(_json_text(value))
         code = _field(part, "executableCode", "executable_code")
         if isinstance(code, Mapping) and isinstance(code.get("code"), str):
-            counts["TEXT"] += self.count_text(code["code"])
+            counts["TEXT"] += count_text(code["code"])
         result = _field(part, "codeExecutionResult", "code_execution_result")
         if isinstance(result, Mapping) and isinstance(result.get("output"), str):
-            counts["TEXT"] += self.count_text(result["output"])
+            counts["TEXT"] += count_text(result["output"])
         inline = _field(part, "inlineData", "inline_data")
         if isinstance(inline, Mapping):
             metadata = _field(part, "videoMetadata", "video_metadata")

@@ -19,6 +19,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gemgate.billing import Usage, cost_nanos, format_usd, worst_case_nanos
 from gemgate.catalog import CatalogModel, Price, load_catalog
@@ -262,3 +264,27 @@ def test_format_usd() -> None:
     assert format_usd(557_500_000) == "0.557500000"
     assert format_usd(12_000_000_001) == "12.000000001"
     assert format_usd(-5) == "-0.000000005"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    terms=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10**9),
+            st.decimals(min_value=0, max_value=1000, places=9, allow_nan=False, allow_infinity=False),
+        ),
+        max_size=10,
+    )
+)
+def test_integer_arithmetic_equals_decimal(terms: list[tuple[int, Decimal]]) -> None:
+    from gemgate.billing.cost import _to_nanos, _to_nanos_decimal
+
+    assert _to_nanos(terms) == _to_nanos_decimal(terms)
+
+
+def test_rates_beyond_nine_places_take_the_decimal_path() -> None:
+    from gemgate.billing.cost import _to_nanos
+
+    # 0.0000000005 USD/1M tokens x 3 tokens = 0.0015 nanos -> rounds to 0; x 1e6 -> 1500 nanos
+    assert _to_nanos([(3, Decimal("0.0000000005"))]) == 0
+    assert _to_nanos([(1_000_000, Decimal("0.0000000015"))]) == 2  # 1.5 nanos rounds half up

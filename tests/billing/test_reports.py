@@ -231,3 +231,36 @@ def test_admin_auth_and_errors(gw: GatewayProcess) -> None:
     error(
         httpx.post(gw.base_url + "/admin/usage", headers=auth, timeout=30), 405, "INVALID_ARGUMENT"
     )
+
+
+def test_ledger_rows_store_times_as_sqlalchemy_does(tmp_path: Path) -> None:
+    """The ledger's compiled statements store values exactly as the Core tables would."""
+    import asyncio
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from gemgate.billing.ledger import LedgerWriter
+    from gemgate.store import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path}/fmt.db")
+    migrate(engine)
+    moment = datetime(2026, 11, 21, 8, 4, 59, 219667, tzinfo=UTC)
+    record = {c: 0 for c in (
+        "prompt_tokens", "prompt_text", "prompt_image", "prompt_audio", "prompt_video", "prompt_document",
+        "cached_tokens", "tool_use_prompt_tokens", "thoughts_tokens", "output_text", "output_image",
+        "output_audio", "total_tokens", "cost_nanos", "latency_ms", "http_status",
+    )}
+    record.update(request_id="r1", key_id=None, key_name=None, model="m", provider="p", door="gemini",
+                  method="generateContent", status="ok", estimated=False, interrupted=True, streamed=False,
+                  ttfb_ms=None, error=None, started_at=moment, finished_at=moment)
+
+    async def write() -> None:
+        writer = LedgerWriter(engine)
+        writer.start()
+        await writer.commit(record)
+        writer.close()
+
+    asyncio.run(write())
+    with sqlite3.connect(tmp_path / "fmt.db") as db:
+        row = db.execute("SELECT started_at, interrupted FROM usage_records").fetchone()
+    assert row == ("2026-11-21 08:04:59.219667", 1)

@@ -18,6 +18,7 @@ Rules (Google's published billing):
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from gemgate.billing.usage import Usage
@@ -26,9 +27,36 @@ from gemgate.catalog.loader import Price
 NANOS_PER_USD = 1_000_000_000
 _NANOS_PER_USD_PER_MILLION = Decimal(NANOS_PER_USD // 1_000_000)  # 1000
 _PRECISION = 60  # digits; far beyond any token count x rate, so sums are exact
+_UNITS_PER_NANO = 1_000_000  # integer arithmetic counts in 10^-6 nano-USD
+_UNITS_PER_RATE = Decimal(1_000_000_000)  # USD per 1M tokens -> units per token
+
+
+@functools.lru_cache(maxsize=1024)
+def _rate_units(rate: Decimal) -> int | None:
+    """The rate (USD per 1M tokens) in units of 10^-6 nano-USD per token, when that is a
+    whole number (any rate with at most 9 decimal places); else None."""
+    units = rate * _UNITS_PER_RATE
+    return int(units) if units == units.to_integral_value() else None
 
 
 def _to_nanos(terms: list[tuple[int, Decimal]]) -> int:
+    """Sum tokens x rate and round half up to a whole nano, exactly.
+
+    Integer arithmetic when every rate is a whole number of units (always, for published
+    prices); Decimal with ample precision otherwise. Both give the same result.
+    """
+    total_units = 0
+    for tokens, rate in terms:
+        if not tokens:
+            continue
+        units = _rate_units(rate)
+        if units is None:
+            return _to_nanos_decimal(terms)
+        total_units += tokens * units
+    return (total_units + _UNITS_PER_NANO // 2) // _UNITS_PER_NANO
+
+
+def _to_nanos_decimal(terms: list[tuple[int, Decimal]]) -> int:
     with localcontext() as ctx:
         ctx.prec = _PRECISION
         total = sum((Decimal(tokens) * rate for tokens, rate in terms), Decimal(0))

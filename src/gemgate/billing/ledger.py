@@ -1,16 +1,25 @@
-"""The ledger writer: usage records committed in groups by one dedicated thread.
+"""The ledger writer: usage records committed in groups, before their answers are released.
 
-A request hands its record to :meth:`LedgerWriter.commit` and awaits it; the writer thread
-takes every record waiting (up to ``batch_max``), inserts them and adds their costs to the
-keys' ``spent_nanos`` in ONE transaction, commits, and then wakes all their awaiters with a
-single call into the event loop. A response's final bytes are released only after that, so
-a crash never loses the record of an answer a client received complete, and a request pays
-one shared commit rather than its own database round trip.
+A request hands its record to :meth:`LedgerWriter.commit` and awaits the returned future;
+records are inserted, and their costs added to the keys' ``spent_nanos``, in ONE
+transaction per group, and every awaiter of the group is woken after the commit. A
+response's final bytes are released only then, so a crash never loses the record of an
+answer a client received complete, and a request pays a share of one commit rather than
+its own database round trip.
+
+Two paths, by what a commit costs:
+
+* SQLite (a local file, a commit of a few tens of microseconds): the group is every record
+  committed during one turn of the event loop, written on the loop itself right after
+  that turn. No thread hop, so no wait for the GIL on either side of the commit. The
+  connection's busy timeout is short; a group that finds the database locked (another
+  process writing) is handed to the writer thread below, which waits and retries.
+* PostgreSQL (a network round trip): a dedicated writer thread takes every record waiting,
+  up to ``batch_max``, and commits them together, so the event loop never blocks on I/O.
 
 A record whose request id is already in the ledger is not written twice (the insert skips
-known request ids; a batch in which any was skipped is redone with an explicit check, so
-costs are added only for records actually written), so a retried batch never duplicates a
-record or its cost.
+known request ids; a group in which any was skipped is redone with only the new records, so
+no cost is added twice), so a retried group never duplicates a record or its cost.
 """
 
 from __future__ import annotations
@@ -22,7 +31,6 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -34,46 +42,82 @@ log = logging.getLogger("gemgate.ledger")
 
 _STOP = object()
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+INLINE_BUSY_TIMEOUT_MS = 5
+
+Item = tuple[dict[str, Any], "asyncio.Future[None]", asyncio.AbstractEventLoop]
 
 
 class LedgerWriter:
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        batch_max: int = 256,
-        on_committed: Callable[[list[dict[str, Any]]], None] | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, *, batch_max: int = 256) -> None:
         self._engine = engine
         self._batch_max = batch_max
+        self._statements = LedgerStatements(engine.dialect)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._on_committed = on_committed
-        self.batches = 0  # how many commits were made (for tests and metrics)
-        self.records = 0
-        self._statements = LedgerStatements(engine.dialect)
         self._raw: Any = None  # the writer thread's own DB-API connection
+        self._inline = engine.dialect.name == "sqlite"
+        self._inline_raw: Any = None  # the event loop's connection (SQLite)
+        self._pending: list[Item] = []
+        self._flush_scheduled = False
+        self.batches = 0  # commits made (for tests and metrics)
+        self.records = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gemgate-ledger", daemon=True)
         self._thread.start()
+        if self._inline:
+            self._inline_raw = self._connect(busy_timeout_ms=INLINE_BUSY_TIMEOUT_MS)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write everything queued, then stop the thread."""
-        if self._thread is None:
-            return
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        self._thread = None
+        """Write everything queued, then stop the thread and release the connections."""
+        if self._pending:
+            self._hand_over(self._take_pending())
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+        if self._inline_raw is not None:
+            with contextlib.suppress(Exception):
+                self._inline_raw.close()
+            self._inline_raw = None
 
     def commit(self, record: dict[str, Any]) -> asyncio.Future[None]:
         """Queue ``record``; the returned future resolves once it is durable."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put((record, future, loop))
+        if self._inline_raw is None:
+            self._queue.put((record, future, loop))
+            return future
+        self._pending.append((record, future, loop))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush_inline)
         return future
 
-    # --- the writer thread ------------------------------------------------------------------
+    # --- SQLite: group commit on the event loop ----------------------------------------------
+
+    def _take_pending(self) -> list[Item]:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        return batch
+
+    def _flush_inline(self) -> None:
+        batch = self._take_pending()
+        if not batch:
+            return
+        try:
+            self._write(self._inline_raw, [rec for rec, _fut, _loop in batch])
+        except Exception as exc:  # locked by another process, or failing: wait in the thread
+            log.debug("inline ledger commit deferred to the writer thread: %s", exc)
+            self._hand_over(batch)
+            return
+        self._committed(batch, None)
+
+    def _hand_over(self, batch: list[Item]) -> None:
+        for item in batch:
+            self._queue.put(item)
+
+    # --- the writer thread ----------------------------------------------------------------
 
     def _run(self) -> None:
         stopping = False
@@ -97,12 +141,14 @@ class LedgerWriter:
                 self._raw.close()
             self._raw = None
 
-    def _write_with_retries(self, batch: list[Any]) -> None:
+    def _write_with_retries(self, batch: list[Item]) -> None:
         records = [rec for rec, _fut, _loop in batch]
         error: BaseException | None = None
         for delay in (*RETRY_DELAYS, None):
             try:
-                self._write(records)
+                if self._raw is None:
+                    self._raw = self._connect()
+                self._write(self._raw, records)
                 error = None
                 break
             except Exception as exc:  # the database may be briefly locked or unreachable
@@ -112,15 +158,7 @@ class LedgerWriter:
                 if delay is None:
                     break
                 time.sleep(delay)
-        self.batches += 1
-        if error is None:
-            self.records += len(records)
-            if self._on_committed is not None:
-                try:
-                    self._on_committed(records)
-                except Exception:
-                    log.exception("ledger commit callback failed")
-        self._wake(batch, error)
+        self._committed(batch, error)
 
     def _drop_connection(self) -> None:
         if self._raw is not None:
@@ -128,16 +166,27 @@ class LedgerWriter:
                 self._raw.invalidate()
             self._raw = None
 
-    def _write(self, records: list[dict[str, Any]]) -> None:
-        if self._raw is None:
-            self._raw = self._engine.raw_connection()
-        conn = self._raw
+    # --- both paths -------------------------------------------------------------------------
+
+    def _connect(self, busy_timeout_ms: int | None = None) -> Any:
+        raw = self._engine.raw_connection()
+        raw.detach()  # its settings below are the ledger's own: never back into the pool
+        if self._engine.dialect.name == "sqlite":
+            cursor = raw.cursor()
+            # Checkpoints (an fsync) run in the store's checkpointer thread instead, never
+            # inside a commit that requests are waiting for.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            if busy_timeout_ms is not None:
+                cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.close()
+        return raw
+
+    def _write(self, conn: Any, records: list[dict[str, Any]]) -> None:
         cursor = conn.cursor()
         try:
             if self._statements.write(cursor, records) != len(records):
-                # Some request ids were already recorded (a batch retried after a commit
-                # whose answer was lost): redo it with only the new records, so no cost
-                # is added twice.
+                # Some request ids were already recorded (a group retried after a commit
+                # whose answer was lost): redo it with only the new records.
                 conn.rollback()
                 fresh = self._unrecorded(records)
                 if fresh:
@@ -159,18 +208,24 @@ class LedgerWriter:
                 ).scalars()
             )
         fresh = []
-        for r in records:  # each request id once, even if a batch carried it twice
+        for r in records:  # each request id once, even if a group carried it twice
             if r["request_id"] not in seen:
                 seen.add(r["request_id"])
                 fresh.append(r)
         return fresh
 
-    @staticmethod
-    def _wake(batch: list[Any], error: BaseException | None) -> None:
+    def _committed(self, batch: list[Item], error: BaseException | None) -> None:
+        """Count the group and wake its awaiters, in their own loops."""
+        self.batches += 1
+        if error is None:
+            self.records += len(batch)
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = defaultdict(list)
         for _rec, fut, loop in batch:
             by_loop[loop].append(fut)
         for loop, futures in by_loop.items():
+            if threading.current_thread() is not self._thread:
+                _resolve(futures, error)  # on the loop already (the inline path)
+                continue
             # A closed loop (shutdown) has nobody waiting.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, futures, error)

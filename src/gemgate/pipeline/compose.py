@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from gemgate.billing import worst_case_nanos
-from gemgate.errors import GatewayError
+from gemgate.errors import GatewayError, ResourceExhausted
 from gemgate.limits.memory import Reservation
 from gemgate.pipeline.context import RequestContext
 from gemgate.pipeline.meter import Metered, StreamMeter, estimated_metadata, meter
@@ -78,13 +78,20 @@ class Pipeline:
         key = ctx.key
         if key is None or key.budget_nanos is None:
             return None
-        prompt = await self.prompt_tokens(request)
         if max_output is None:
             cfg = request.get("generationConfig") or {}
             max_output = cfg.get("maxOutputTokens") or route.info.output_token_limit
             max_output *= cfg.get("candidateCount") or 1
-        nanos = worst_case_nanos(prompt, max_output, route.price)
-        return await self.budgets.reserve(key, nanos)
+        # First with a bound of the prompt that holds for any upstream's tokenizer and costs
+        # no tokenizing; only a request that does not fit that way is counted exactly.
+        bound = self.counter.bound_request(request).total
+        try:
+            return await self.budgets.reserve(key, worst_case_nanos(bound, max_output, route.price))
+        except ResourceExhausted:
+            prompt = await self.prompt_tokens(request)
+            if prompt >= bound:
+                raise
+        return await self.budgets.reserve(key, worst_case_nanos(prompt, max_output, route.price))
 
     # --- meter ---------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(12)
+    """24 hex digits, unique across processes and restarts: the clock in nanoseconds and 32
+    random bits (from the process's seeded generator: no system call per request)."""
+    return f"{time.time_ns() & 0xFFFFFFFFFFFFFFFF:016x}{random.getrandbits(32):08x}"
 
 
 @dataclass(slots=True)

@@ -7,6 +7,8 @@ the server (and several server processes) can share one file. PostgreSQL URLs
 
 from __future__ import annotations
 
+import logging
+import threading
 from importlib import resources
 from typing import Any
 
@@ -14,6 +16,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+
+log = logging.getLogger("gemgate.store")
 
 
 def _normalise_url(url: str) -> str:
@@ -51,3 +55,39 @@ def migrate(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(7246601)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+class SqliteCheckpointer:
+    """Moves SQLite's WAL checkpoints (which fsync) off the ledger's commit path.
+
+    The ledger's connection turns automatic checkpointing off; this thread runs a PASSIVE
+    checkpoint (it never blocks writers) every ``interval`` seconds on its own connection.
+    """
+
+    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gemgate-checkpoint", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        try:
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:  # a busy or closing database; the next round will do it
+            log.debug("checkpoint skipped", exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._checkpoint()

@@ -41,7 +41,7 @@ class _Compiled:
 class LedgerStatements:
     def __init__(self, dialect: Dialect) -> None:
         columns = [c for c in usage_records.columns if c.name != "id"]
-        processors = {c.name: c.type.bind_processor(dialect) for c in columns}
+        processors = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns}
         values: dict[str, Any] = {c.name: bindparam(c.name) for c in columns}
         if dialect.name == "postgresql":
             ins: Any = postgresql.insert(usage_records).inline().values(values)

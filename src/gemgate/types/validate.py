@@ -66,82 +66,123 @@ def _type_name(value: Any) -> str:
     return "an object"
 
 
-def _bad(path: str, expected: str, value: Any) -> InvalidArgument:
-    return InvalidArgument.field(path, f"expected {expected}, got {_type_name(value)}")
+class _Violation(Exception):
+    """A bad value somewhere inside the body. Each enclosing level adds its own segment as
+    the violation propagates, so a valid body never pays for building field paths."""
+
+    def __init__(self, description: str, *, unknown: str | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.unknown = unknown  # the name of an unknown field
+        self.segments: list[str] = []  # innermost first
+
+    def path(self) -> str:
+        out = ""
+        for segment in reversed(self.segments):
+            out = out + segment if segment.startswith("[") else _join(out, segment)
+        return out
+
+    def error(self) -> InvalidArgument:
+        path = self.path()
+        if self.unknown is None:
+            return InvalidArgument.field(path, self.description)
+        field = _join(path, self.unknown)
+        at = f" at '{path}'" if path else ""
+        return InvalidArgument(
+            f'Invalid JSON payload received. Unknown name "{self.unknown}"{at}: Cannot find field.',
+            details=[
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [
+                        {"field": field, "description": f'Unknown name "{self.unknown}"'}
+                    ],
+                }
+            ],
+            param=field,
+        )
 
 
-def _scalar(kind: str, value: Any, path: str) -> Any:
+def _bad(expected: str, value: Any) -> _Violation:
+    return _Violation(f"expected {expected}, got {_type_name(value)}")
+
+
+def _scalar(kind: str, value: Any) -> Any:
     if kind == "string":
         if not isinstance(value, str):
-            raise _bad(path, "a string", value)
+            raise _bad("a string", value)
         return value
     if kind == "bool":
         if not isinstance(value, bool):
-            raise _bad(path, "a boolean", value)
+            raise _bad("a boolean", value)
         return value
     if kind == "int":
         if isinstance(value, bool):
-            raise _bad(path, "an integer", value)
+            raise _bad("an integer", value)
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str) and _INT.fullmatch(value):
             return int(value)
-        raise _bad(path, "an integer", value)
+        raise _bad("an integer", value)
     if kind == "number":
         if isinstance(value, bool):
-            raise _bad(path, "a number", value)
+            raise _bad("a number", value)
         if isinstance(value, int | float):
             if isinstance(value, float) and not math.isfinite(value):
-                raise _bad(path, "a finite number", value)
+                raise _bad("a finite number", value)
             return value
         if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
-            raise _bad(path, "a finite number", value)
-        raise _bad(path, "a number", value)
+            raise _bad("a finite number", value)
+        raise _bad("a number", value)
     if kind == "bytes":
         if not isinstance(value, str):
-            raise _bad(path, "base64 data in a string", value)
+            raise _bad("base64 data in a string", value)
         raw = value.encode("ascii", "replace")
         if not _BASE64.fullmatch(raw) or len(raw.rstrip(b"=")) % 4 == 1:
-            raise InvalidArgument.field(path, "invalid base64 data")
+            raise _Violation("invalid base64 data")
         return value
     if kind == "struct":
         if not isinstance(value, dict):
-            raise _bad(path, "a JSON object", value)
+            raise _bad("a JSON object", value)
         return value
     if kind == "value":
         return value
     raise AssertionError(f"unknown field kind {kind}")
 
 
-def _value(spec: Spec, value: Any, path: str) -> Any:
+def _value(spec: Spec, value: Any) -> Any:
     if isinstance(spec, str):
-        return _scalar(spec, value, path)
+        return _scalar(spec, value)
     kind, arg = spec
     if kind == "msg":
-        return _message(arg, value, path)
+        return _message(arg, value)
     if kind == "list":
         if not isinstance(value, list):
-            raise _bad(path, "a list", value)
-        return [_value(arg, item, f"{path}[{i}]") for i, item in enumerate(value)]
+            raise _bad("a list", value)
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(_value(arg, item))
+            except _Violation as v:
+                v.segments.append(f"[{i}]")
+                raise
+        return items
     if kind == "enum":
         values = ENUMS[arg]
         if isinstance(value, str):
             if value in _ENUM_NAMES[arg]:
                 return value
-            raise InvalidArgument.field(
-                path, f"invalid value {value!r}; expected one of {', '.join(values[1:])}"
-            )
+            raise _Violation(f"invalid value {value!r}; expected one of {', '.join(values[1:])}")
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(values):
             return values[value]
-        raise InvalidArgument.field(path, f"invalid enum value {value!r}")
+        raise _Violation(f"invalid enum value {value!r}")
     raise AssertionError(f"unknown spec {spec!r}")
 
 
-def _message(name: str, value: Any, path: str) -> dict[str, Any]:
+def _message(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _bad(path or name, "an object", value)
+        raise _bad("an object", value)
     fields = MESSAGES[name]
     aliases = _ALIASES[name]
     out: dict[str, Any] = {}
@@ -151,24 +192,18 @@ def _message(name: str, value: Any, path: str) -> dict[str, Any]:
             if name in OPEN:
                 out[key] = item
                 continue
-            at = f" at '{path}'" if path else ""
-            raise InvalidArgument(
-                f'Invalid JSON payload received. Unknown name "{key}"{at}: Cannot find field.',
-                details=[
-                    {
-                        "@type": "type.googleapis.com/google.rpc.BadRequest",
-                        "fieldViolations": [
-                            {"field": _join(path, key), "description": f'Unknown name "{key}"'}
-                        ],
-                    }
-                ],
-                param=_join(path, key),
-            )
+            raise _Violation(f'Unknown name "{key}"', unknown=key)
         if field in out:
-            raise InvalidArgument.field(_join(path, field), "field given twice (in two casings)")
+            twice = _Violation("field given twice (in two casings)")
+            twice.segments.append(field)
+            raise twice
         if item is None:
             continue
-        out[field] = _value(fields[field], item, _join(path, field))
+        try:
+            out[field] = _value(fields[field], item)
+        except _Violation as v:
+            v.segments.append(field)
+            raise
     return out
 
 
@@ -182,7 +217,10 @@ def parse_json(body: bytes) -> Any:
 
 
 def normalise(message: str, data: Any) -> dict[str, Any]:
-    return _message(message, data, "")
+    try:
+        return _message(message, data)
+    except _Violation as v:
+        raise v.error() from None
 
 
 def _check_generation_config(cfg: dict[str, Any], path: str) -> None:
