@@ -3,11 +3,14 @@ numbers at ``GET /admin/usage`` for holders of the admin key."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +20,8 @@ from tests.billing.gateways import ADMIN_KEY, MODEL, sqlite_url, start, stream_e
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.gateway_process import GatewayProcess
 
+from gemgate.billing.ledger import LedgerWriter
+from gemgate.store import make_engine, migrate
 from gemgate.store.tables import usage_records
 
 SUMMED = (
@@ -235,13 +240,6 @@ def test_admin_auth_and_errors(gw: GatewayProcess) -> None:
 
 def test_ledger_rows_store_times_as_sqlalchemy_does(tmp_path: Path) -> None:
     """The ledger's compiled statements store values exactly as the Core tables would."""
-    import asyncio
-    import sqlite3
-    from datetime import UTC, datetime
-
-    from gemgate.billing.ledger import LedgerWriter
-    from gemgate.store import make_engine, migrate
-
     engine = make_engine(f"sqlite:///{tmp_path}/fmt.db")
     migrate(engine)
     moment = datetime(2026, 11, 21, 8, 4, 59, 219667, tzinfo=UTC)
