@@ -112,6 +112,9 @@ def serve(
         "access_log": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
+        "proxy_headers": bool(settings.server.forwarded_allow_ips),
+        "forwarded_allow_ips": list(settings.server.forwarded_allow_ips) or None,
+        "server_header": False,
         "http": "httptools",
         "loop": "uvloop",
     }

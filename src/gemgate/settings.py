@@ -55,6 +55,9 @@ class ServerSettings:
     workers: int = 1
     upstream_timeout_s: float = 600.0
     allow_remote_media: bool = False
+    # Addresses of reverse proxies whose X-Forwarded-For is trusted for the client address
+    # (IP allowlists, logs); empty: the peer address is the client.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,7 @@ def _server(t: _Table) -> ServerSettings:
         workers=t.integer("workers", d.workers),
         upstream_timeout_s=t.number("upstream_timeout_s", d.upstream_timeout_s),
         allow_remote_media=t.flag("allow_remote_media", d.allow_remote_media),
+        forwarded_allow_ips=t.str_list("forwarded_allow_ips"),
     )
     t.done()
     if not 0 < s.port < 65536:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
+import orjson
 import pytest
 from tests.billing.gateways import (
     MODEL,
@@ -24,6 +25,11 @@ from tests.billing.gateways import (
 )
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.gateway_process import GatewayProcess
+
+from gemgate.limits.memory import MemoryBudgets
+from gemgate.pipeline.compose import Pipeline
+from gemgate.pipeline.settle import Settler
+from gemgate.tokens import TokenCounter, default_gguf_path
 
 PATH = f"/v1beta/models/{MODEL}:generateContent"
 _names = itertools.count()
@@ -146,3 +152,18 @@ def test_concurrent_requests_never_overspend(gw: GatewayProcess, fake_google: Fa
     assert remains == budget - Decimal(spent) / 10**9 < worst
     listed = keys_json(gw)[name]
     assert Decimal(listed["spent_usd"]) <= Decimal(listed["budget_usd"]) == budget
+
+
+def test_prompt_bound_from_body_size_holds() -> None:
+    """Admission's cheap bound (the body's size, for a request without media) is never
+    below the exact prompt count, however the text is escaped."""
+    counter = TokenCounter(default_gguf_path())
+    budgets = MemoryBudgets()
+    pipeline = Pipeline(budgets=budgets, settler=Settler(None, budgets), counter=counter)
+    for text in ("hello", "é" * 50, "😀" * 40, "\\n\\t" * 30, "日本語のテキスト" * 20):
+        request = {"systemInstruction": {"parts": [{"text": text}]},
+                   "contents": [{"role": "user", "parts": [{"text": text}]}]}
+        body = orjson.dumps(request)
+        assert pipeline.prompt_bound(request, len(body)) >= counter.count_request(request).total
+    with_media = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "AAAA"}}]}]}
+    assert pipeline.prompt_bound(with_media, 10) >= 258  # media falls back to the media rules

@@ -182,6 +182,7 @@ class GeminiDoor:
                 request=request,
                 raw=body if route.provider_type == "gemini" else None,
                 request_id=ctx.request_id,
+                client_bytes=len(body),
             )
             if method == "streamGenerateContent":
                 await self._stream(req, send, ctx, route, call)

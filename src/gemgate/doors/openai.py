@@ -200,6 +200,7 @@ class OpenAIDoor:
             method="streamGenerateContent" if stream else "generateContent",
             request=request,
             request_id=ctx.request_id,
+            client_bytes=len(raw),
         )
         forward = raw
         if passthrough and route.upstream_model != model:

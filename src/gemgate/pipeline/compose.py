@@ -19,7 +19,7 @@ from gemgate.pipeline.meter import Metered, StreamMeter, estimated_metadata, met
 from gemgate.pipeline.route import Route
 from gemgate.pipeline.settle import Budgets, Outcome, Settler
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
-from gemgate.tokens import TokenCounter
+from gemgate.tokens import TURN_OVERHEAD, TokenCounter
 
 # Requests with less text than this are counted inline; larger ones in a worker thread.
 INLINE_COUNT_CHARS = 4096
@@ -48,6 +48,15 @@ def _reply_text(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _has_media(request: dict[str, Any]) -> bool:
+    system = request.get("systemInstruction")
+    for content in (*(request.get("contents") or ()), *((system,) if system else ())):
+        for part in content.get("parts") or ():
+            if "inlineData" in part or "fileData" in part:
+                return True
+    return False
+
+
 def _text_size(request: dict[str, Any]) -> int:
     size = 0
     for content in request.get("contents") or ():
@@ -71,8 +80,25 @@ class Pipeline:
             return self.counter.count_request(request).total
         return (await self.counter.count_request_async(request)).total
 
+    def prompt_bound(self, request: dict[str, Any], client_bytes: int) -> int:
+        """An upper bound of the prompt's tokens for any tokenizer (see bound_request).
+
+        Without media every prompt token comes from text or JSON in the client's body, and
+        no token is shorter than a byte, so the body's size bounds them at no cost.
+        """
+        if client_bytes and not _has_media(request):
+            turns = len(request.get("contents") or ()) + 1
+            return client_bytes + TURN_OVERHEAD * turns
+        return self.counter.bound_request(request).total
+
     async def admit(
-        self, ctx: RequestContext, route: Route, request: dict[str, Any], *, max_output: int | None
+        self,
+        ctx: RequestContext,
+        route: Route,
+        request: dict[str, Any],
+        *,
+        max_output: int | None,
+        client_bytes: int = 0,
     ) -> Reservation | None:
         """Reserve the request's worst-case cost against its key's budget."""
         key = ctx.key
@@ -84,7 +110,7 @@ class Pipeline:
             max_output *= cfg.get("candidateCount") or 1
         # First with a bound of the prompt that holds for any upstream's tokenizer and costs
         # no tokenizing; only a request that does not fit that way is counted exactly.
-        bound = self.counter.bound_request(request).total
+        bound = self.prompt_bound(request, client_bytes)
         try:
             return await self.budgets.reserve(key, worst_case_nanos(bound, max_output, route.price))
         except ResourceExhausted:
@@ -115,7 +141,9 @@ class Pipeline:
         embed: bool,
         invoke: Callable[[], Awaitable[Reply]] | None = None,
     ) -> tuple[Reply, Metered]:
-        reservation = await self.admit(ctx, route, call.request, max_output=0 if embed else None)
+        reservation = await self.admit(
+            ctx, route, call.request, max_output=0 if embed else None, client_bytes=call.client_bytes
+        )
         try:
             if invoke is not None:
                 reply = await invoke()
@@ -176,7 +204,9 @@ class Pipeline:
         iterator early (the client went away) cancels the upstream call and records what was
         generated. ``source`` replaces the provider's stream (a same-protocol passthrough)."""
         ctx.streamed = True
-        reservation = await self.admit(ctx, route, call.request, max_output=None)
+        reservation = await self.admit(
+            ctx, route, call.request, max_output=None, client_bytes=call.client_bytes
+        )
         tracker = StreamMeter(self.counter)
         upstream = source if source is not None else route.provider.stream(call)
         settled = False

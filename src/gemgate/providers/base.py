@@ -32,6 +32,7 @@ class UpstreamCall:
     request: dict[str, Any]
     raw: bytes | None = None
     request_id: str = ""
+    client_bytes: int = 0  # size of the client's request body (0: unknown), for cheap bounds
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ bind processor, so what is stored is exactly what SQLAlchemy would store.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Dialect, bindparam, update
@@ -21,27 +22,40 @@ from gemgate.store.tables import api_keys, usage_records
 Params = Sequence[Any] | dict[str, Any]
 
 
+def _sqlite_datetime(value: datetime) -> str:
+    # What SQLAlchemy's SQLite DATETIME stores (the clock fields, zone dropped), made by
+    # one C call instead of a formatted dict.
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class _Compiled:
     def __init__(self, stmt: Any, dialect: Dialect, processors: Mapping[str, Any]) -> None:
         compiled = stmt.compile(dialect=dialect)
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
         self.order: list[str] = list(compiled.positiontup or ()) if self.positional else list(compiled.binds)
-        self.processors = processors
+        self._pairs = [(name, processors.get(name)) for name in self.order]
 
     def params(self, values: dict[str, Any]) -> Params:
-        out = {}
-        for name in self.order:
-            value = values[name]
-            processor = self.processors.get(name)
-            out[name] = processor(value) if processor is not None and value is not None else value
-        return [out[name] for name in self.order] if self.positional else out
+        out = [
+            value if processor is None or value is None else processor(value)
+            for name, processor in self._pairs
+            for value in (values[name],)
+        ]
+        return out if self.positional else dict(zip(self.order, out, strict=True))
+
+
+def _processor(column_type: Any, dialect: Dialect) -> Any:
+    impl = column_type.dialect_impl(dialect)
+    if isinstance(impl, sqlite.DATETIME) and dialect.name == "sqlite":
+        return _sqlite_datetime
+    return impl.bind_processor(dialect)
 
 
 class LedgerStatements:
     def __init__(self, dialect: Dialect) -> None:
         columns = [c for c in usage_records.columns if c.name != "id"]
-        processors = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns}
+        processors = {c.name: _processor(c.type, dialect) for c in columns}
         values: dict[str, Any] = {c.name: bindparam(c.name) for c in columns}
         if dialect.name == "postgresql":
             ins: Any = postgresql.insert(usage_records).inline().values(values)
