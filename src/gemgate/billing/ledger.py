@@ -43,6 +43,9 @@ log = logging.getLogger("gemgate.ledger")
 _STOP = object()
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 INLINE_BUSY_TIMEOUT_MS = 5
+# With no commit for this long, a record is committed at once instead of waiting a turn of
+# the event loop for others to group with it.
+QUIET_S = 0.002
 
 Item = tuple[dict[str, Any], "asyncio.Future[None]", asyncio.AbstractEventLoop]
 
@@ -59,6 +62,7 @@ class LedgerWriter:
         self._inline_raw: Any = None  # the event loop's connection (SQLite)
         self._pending: list[Item] = []
         self._flush_scheduled = False
+        self._last_flush = 0.0
         self.batches = 0  # commits made (for tests and metrics)
         self.records = 0
 
@@ -90,9 +94,15 @@ class LedgerWriter:
             return future
         self._pending.append((record, future, loop))
         if not self._flush_scheduled:
+            if len(self._pending) == 1 and time.monotonic() - self._last_flush > QUIET_S:
+                # Quiet: no group to gather. Commit now, and the awaiter finds its future
+                # done without waiting for more turns of the loop.
+                self._flush_inline()
+                return future
             self._flush_scheduled = True
             loop.call_soon(self._flush_inline)
         return future
+
 
     # --- SQLite: group commit on the event loop ----------------------------------------------
 
@@ -102,6 +112,7 @@ class LedgerWriter:
         return batch
 
     def _flush_inline(self) -> None:
+        self._last_flush = time.monotonic()
         batch = self._take_pending()
         if not batch:
             return
