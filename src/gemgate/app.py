@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import logging
 from typing import Any
 
-from gemgate.asgi import Message, Receive, Request, Scope, Send, send_json
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from gemgate.asgi import Message, Receive, Request, Scope, Send, send_bytes, send_json
 from gemgate.billing.ledger import LedgerWriter
 from gemgate.catalog import load_catalog
 from gemgate.doors.gemini import GeminiDoor
-from gemgate.errors import GatewayError, InvalidArgument, MethodNotAllowed, NotFound
+from gemgate.errors import (
+    GatewayError,
+    InvalidArgument,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+)
 from gemgate.limits.memory import MemoryBudgets
-from gemgate.pipeline.auth import KeyCache
+from gemgate.metrics import Metrics
+from gemgate.pipeline.auth import KeyCache, extract_key
 from gemgate.pipeline.compose import Pipeline
 from gemgate.pipeline.route import Router
 from gemgate.pipeline.settle import Settler
@@ -48,6 +58,7 @@ class Gateway:
         self.openai: Any = None
         self.admin: Any = None
         self.settler: Settler | None = None
+        self.metrics: Metrics | None = None
         self.budgets: Any = None
         self._started = False
 
@@ -75,9 +86,12 @@ class Gateway:
             if self.engine.dialect.name == "sqlite":
                 self.checkpointer = SqliteCheckpointer(self.engine)
                 self.checkpointer.start()
-        self.settler = Settler(self.ledger, self.budgets)
+        self.metrics = Metrics()
+        self.settler = Settler(self.ledger, self.budgets, self.metrics)
         counter = await asyncio.to_thread(lambda: TokenCounter(default_gguf_path()))
-        pipeline = Pipeline(budgets=self.budgets, settler=self.settler, counter=counter)
+        pipeline = Pipeline(
+            budgets=self.budgets, settler=self.settler, counter=counter, metrics=self.metrics
+        )
         max_body = s.server.max_body_mb * 1024 * 1024
         self.gemini = GeminiDoor(keys=self.keys, router=router, pipeline=pipeline, max_body=max_body)
         self.openai = self._optional_door(router, pipeline, max_body)
@@ -184,6 +198,8 @@ class Gateway:
             await gemini.get_model(req, send, p["version"], p["model"])
         elif name == "health":
             await send_json(send, 200, {"status": "ok"})
+        elif name == "metrics":
+            await self._metrics(req, send)
         elif name.startswith("openai.") and self.openai is not None:
             await self.openai.handle(name, req, send, p)
         elif name == "admin" and self.admin is not None:
@@ -197,6 +213,21 @@ class Gateway:
             )
         else:
             await self._not_found(req, send)
+
+    async def _metrics(self, req: Request, send: Send) -> None:
+        """Prometheus scrape: with an admin key configured, only for its holder; without
+        one, only from this machine."""
+        admin = self.settings.admin.key
+        if admin is not None:
+            given = extract_key(req.headers, req.query) or ""
+            allowed = hmac.compare_digest(given.encode(), admin.reveal().encode())
+        else:
+            allowed = req.client_ip in ("127.0.0.1", "::1")
+        if not allowed:
+            await self._error(send, PermissionDenied("Metrics need the admin key."))
+            return
+        assert self.metrics is not None
+        await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
 
     async def _not_found(self, req: Request, send: Send) -> None:
         if req.method not in ("GET", "POST"):

@@ -67,6 +67,8 @@ def match(req: Request, prefixes: tuple[str, ...]) -> Match | None:
     path = req.path
     if path in ("/healthz", "/readyz"):
         return Match("health", {})
+    if path == "/metrics" and req.method == "GET":
+        return Match("metrics", {})
     if path.startswith("/admin/"):
         return Match("admin", {"path": path[len("/admin") :]})
     openai = OPENAI_ROUTES.get((req.method, path))

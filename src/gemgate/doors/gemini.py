@@ -262,4 +262,6 @@ class GeminiDoor:
 
     async def _send_error(self, send: Send, ctx: RequestContext, exc: BaseException) -> None:
         err = as_gateway_error(exc, ctx)
+        if self._pipeline.metrics is not None:
+            self._pipeline.metrics.reject("gemini", err.code)
         await send_json(send, err.code, err.google_body(), error_headers(ctx, err))

@@ -150,7 +150,10 @@ class OpenAIDoor:
     async def send_error(self, send: Send, ctx: RequestContext, exc: BaseException) -> None:
         err = self._as_error(exc, ctx)
         headers = [(b"x-gemgate-request-id", ctx.request_id.encode()), *err.headers()]
-        await send_json(send, openai_status(err), openai_error_body(err), headers)
+        status = openai_status(err)
+        if self._pipeline.metrics is not None:
+            self._pipeline.metrics.reject("openai", status)
+        await send_json(send, status, openai_error_body(err), headers)
 
     @staticmethod
     def _as_error(exc: BaseException, ctx: RequestContext) -> GatewayError:

@@ -14,6 +14,7 @@ from typing import Any
 from gemgate.billing import worst_case_nanos
 from gemgate.errors import GatewayError, ResourceExhausted
 from gemgate.limits.memory import Reservation
+from gemgate.metrics import Metrics
 from gemgate.pipeline.context import RequestContext
 from gemgate.pipeline.meter import Metered, StreamMeter, estimated_metadata, meter
 from gemgate.pipeline.route import Route
@@ -68,10 +69,18 @@ def _text_size(request: dict[str, Any]) -> int:
 
 
 class Pipeline:
-    def __init__(self, *, budgets: Budgets, settler: Settler, counter: TokenCounter) -> None:
+    def __init__(
+        self,
+        *,
+        budgets: Budgets,
+        settler: Settler,
+        counter: TokenCounter,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.budgets = budgets
         self.settler = settler
         self.counter = counter
+        self.metrics = metrics
 
     # --- admit -------------------------------------------------------------------------
 

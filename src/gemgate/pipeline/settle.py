@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gemgate.billing.ledger import LedgerWriter
 from gemgate.limits.memory import Reservation
+from gemgate.metrics import Metrics
 from gemgate.pipeline.context import RequestContext
 from gemgate.pipeline.meter import Metered
 
@@ -74,7 +76,8 @@ def build_record(ctx: RequestContext, metered: Metered, outcome: Outcome) -> dic
 
 
 class Settler:
-    def __init__(self, ledger: LedgerWriter | None, budgets: Budgets) -> None:
+    def __init__(self, ledger: LedgerWriter | None, budgets: Budgets, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
         self._ledger = ledger
         self._budgets = budgets
         self._background: set[asyncio.Task[None]] = set()
@@ -95,6 +98,15 @@ class Settler:
                 # Whatever happened to the write, the reservation must not leak; the cost
                 # counts as spent (the upstream was paid).
                 await self._budgets.settle(reservation, metered.cost_nanos)
+            if self._metrics is not None:
+                self._metrics.observe(
+                    ctx.door,
+                    ctx.route.model_id if ctx.route else "",
+                    outcome.status,
+                    metered.usage,
+                    metered.cost_nanos,
+                    time.perf_counter() - ctx.started,
+                )
 
     def settle_in_background(
         self,
