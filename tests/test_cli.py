@@ -22,7 +22,7 @@ def test_key_lifecycle(tmp_path: Path) -> None:
     listed = json.loads(run_cli("keys", "list", "--json", config=cfg).stdout)
     assert listed == [{
         "name": "bob", "prefix": key[:10], "models": ["gemma-3-270m"], "expires_at": "2030-01-01T00:00:00+00:00",
-        "revoked": False, "budget_usd": "2.500000000", "spent_usd": "0.000000000",
+        "revoked": False, "budget_usd": "2.500000000", "spent_usd": "0.000000000", "rpm": None,
     }]
     table = run_cli("keys", "list", config=cfg).stdout
     assert key not in table and key[:10] in table

@@ -25,7 +25,7 @@ from gemgate.errors import (
     NotFound,
     PermissionDenied,
 )
-from gemgate.limits.memory import MemoryBudgets
+from gemgate.limits.memory import MemoryBudgets, MemoryRateLimiter
 from gemgate.metrics import Metrics
 from gemgate.pipeline.auth import KeyCache, extract_key
 from gemgate.pipeline.compose import Pipeline
@@ -60,6 +60,7 @@ class Gateway:
         self.settler: Settler | None = None
         self.metrics: Metrics | None = None
         self.budgets: Any = None
+        self.limiter: Any = None
         self._started = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -89,8 +90,13 @@ class Gateway:
         self.metrics = Metrics()
         self.settler = Settler(self.ledger, self.budgets, self.metrics)
         counter = await asyncio.to_thread(lambda: TokenCounter(default_gguf_path()))
+        self.limiter = self._limiter()
         pipeline = Pipeline(
-            budgets=self.budgets, settler=self.settler, counter=counter, metrics=self.metrics
+            budgets=self.budgets,
+            settler=self.settler,
+            counter=counter,
+            metrics=self.metrics,
+            limiter=self.limiter,
         )
         max_body = s.server.max_body_mb * 1024 * 1024
         self.gemini = GeminiDoor(keys=self.keys, router=router, pipeline=pipeline, max_body=max_body)
@@ -114,6 +120,14 @@ class Gateway:
             await budgets.start()
             return budgets
         return MemoryBudgets()
+
+    def _limiter(self) -> Any:
+        redis = self.settings.redis
+        if redis.url:
+            from gemgate.limits.redis import RedisRateLimiter
+
+            return RedisRateLimiter(redis.url, prefix=redis.prefix)
+        return MemoryRateLimiter()
 
     def _optional_door(self, router: Router, pipeline: Pipeline, max_body: int) -> Any:
         try:
@@ -154,6 +168,8 @@ class Gateway:
             await asyncio.to_thread(self.checkpointer.close)
         if self.budgets is not None:
             await self.budgets.aclose()
+        if self.limiter is not None:
+            await self.limiter.aclose()
         self.engine.dispose()
 
     # --- ASGI ----------------------------------------------------------------------------

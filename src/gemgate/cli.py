@@ -136,6 +136,7 @@ def keys_create(
     expires: Annotated[str | None, typer.Option(help="Expiry, ISO date or date-time (UTC if no zone).")] = None,
     budget_usd: Annotated[str | None, typer.Option("--budget-usd", help="Budget in USD; default none.")] = None,
     allow_ip: Annotated[list[str] | None, typer.Option("--allow-ip", help="An address or CIDR the key may be used from (repeat).")] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, help="At most this many requests per minute; default no limit.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create a key. The key is printed once, as the last line, and never shown again."""
@@ -145,7 +146,7 @@ def keys_create(
     try:
         plain, record = key_store.create_key(
             engine, name, models=models or None, allowed_ips=allow_ip or None,
-            expires_at=expires_at, budget_nanos=budget,
+            expires_at=expires_at, budget_nanos=budget, rpm=rpm,
         )
     except key_store.KeyError_ as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -170,18 +171,19 @@ def keys_list(
             "revoked": r.revoked_at is not None,
             "budget_usd": format_usd(r.budget_nanos) if r.budget_nanos is not None else None,
             "spent_usd": format_usd(r.spent_nanos),
+            "rpm": r.rpm,
         }
         for r in records
     ]
     if as_json:
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
-    table = Table("name", "prefix", "models", "expires", "status", "budget USD", "spent USD")
+    table = Table("name", "prefix", "models", "expires", "status", "budget USD", "spent USD", "rpm")
     for row in rows:
         table.add_row(
             row["name"], row["prefix"] + "...", ", ".join(row["models"]) if row["models"] else "all",
             row["expires_at"] or "never", "revoked" if row["revoked"] else "active",
-            row["budget_usd"] or "-", row["spent_usd"],
+            row["budget_usd"] or "-", row["spent_usd"], str(row["rpm"] or "-"),
         )
     _out().print(table)
 
@@ -195,6 +197,21 @@ def keys_revoke(name_or_prefix: str, config: ConfigOpt = None) -> None:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     print(f"revoked {record.name} ({record.prefix}...)")
+
+
+@keys_app.command("set-rpm")
+def keys_set_rpm(
+    name_or_prefix: str,
+    rpm: Annotated[int, typer.Argument(min=0, help="Requests per minute; 0 removes the limit.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Limit a key to RPM requests per minute; a running gateway applies it at once."""
+    try:
+        record = key_store.set_rpm(_engine(config), name_or_prefix, rpm or None)
+    except key_store.KeyError_ as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    print(f"{record.name}: {f'{record.rpm} requests per minute' if record.rpm else 'no rate limit'}")
 
 
 @keys_app.command("top-up")

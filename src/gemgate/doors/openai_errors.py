@@ -12,6 +12,7 @@ _BY_REASON: dict[str, tuple[int, str, str]] = {
     "API_KEY_MISSING": (401, "invalid_request_error", "missing_api_key"),
     "BUDGET_EXHAUSTED": (429, "insufficient_quota", "insufficient_quota"),
     "UPSTREAM_RATE_LIMITED": (429, "rate_limit_error", "rate_limit_exceeded"),
+    "RATE_LIMIT_EXCEEDED": (429, "rate_limit_error", "rate_limit_exceeded"),
     "model_not_found": (404, "invalid_request_error", "model_not_found"),
 }
 _BY_STATUS: dict[int, tuple[str, str | None]] = {

@@ -16,7 +16,9 @@ counted twice until the next reload: conservative, never an overspend.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gemgate.billing import format_usd
@@ -109,4 +111,40 @@ def budget_exhausted(key_name: str, needed: int, available: int) -> ResourceExha
         f"The budget of API key '{key_name}' cannot cover this request: it may cost up to "
         f"{format_usd(needed)} USD and {format_usd(available)} USD remains.",
         reason="BUDGET_EXHAUSTED",
+    )
+
+
+class MemoryRateLimiter:
+    """Per-key requests-per-minute limits for one gateway process (GCRA).
+
+    A key limited to R requests per minute may send up to R at once, then one every 60/R
+    seconds: no window boundary lets it through twice as fast. Refusals say when to retry.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._tat: dict[int, float] = {}  # key id -> theoretical arrival time
+
+    async def check(self, key: KeyRecord) -> None:
+        if not key.rpm:
+            return
+        now = self._clock()
+        interval = 60.0 / key.rpm
+        tolerance = 60.0 - interval
+        tat = max(self._tat.get(key.id, now), now)
+        if tat - tolerance > now:
+            raise rate_limited(key.name, key.rpm, tat - tolerance - now)
+        self._tat[key.id] = tat + interval
+
+    async def aclose(self) -> None:
+        return None
+
+
+def rate_limited(key_name: str, rpm: int, wait_s: float) -> ResourceExhausted:
+    retry = max(1, math.ceil(wait_s))
+    return ResourceExhausted.quota(
+        f"rpm:{key_name}",
+        f"API key '{key_name}' is limited to {rpm} requests per minute; retry in {retry} s.",
+        reason="RATE_LIMIT_EXCEEDED",
+        retry_after=retry,
     )

@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gemgate.errors import Unavailable
-from gemgate.limits.memory import Marks, Reservation, budget_exhausted
+from gemgate.limits.memory import Marks, Reservation, budget_exhausted, rate_limited
 from gemgate.store.keys import KeyRecord
 
 log = logging.getLogger("gemgate.budgets")
@@ -263,3 +263,47 @@ class RedisBudgets:
         async for name in self._redis.scan_iter(match=f"{self._prefix}:budget:*", count=500):
             count += await self._redis.delete(name)
         return count
+
+
+# GCRA in Redis' own clock, so replicas agree on time. KEYS[1] holds the key's theoretical
+# arrival time in microseconds. ARGV: emission interval, tolerance (both microseconds).
+# Returns 0 when admitted, else how many microseconds to wait.
+_RATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - tolerance > now then return tat - tolerance - now end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil((tat + interval - now) / 1000) + 1000)
+return 0
+"""
+
+
+class RedisRateLimiter:
+    """Per-key requests-per-minute limits shared by every replica (GCRA, one Lua script)."""
+
+    def __init__(self, url: str, *, prefix: str = "gemgate") -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._prefix = prefix
+        self._rate = self._redis.register_script(_RATE)
+
+    async def check(self, key: KeyRecord) -> None:
+        if not key.rpm:
+            return
+        interval_us = 60_000_000 // key.rpm
+        try:
+            wait_us = int(
+                await self._rate(
+                    keys=[f"{self._prefix}:rate:{key.id}"],
+                    args=[interval_us, 60_000_000 - interval_us],
+                )
+            )
+        except RedisError as exc:
+            raise Unavailable(f"rate limits are unavailable: {type(exc).__name__}") from None
+        if wait_us > 0:
+            raise rate_limited(key.name, key.rpm, wait_us / 1_000_000)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from gemgate.billing import worst_case_nanos
 from gemgate.errors import GatewayError, ResourceExhausted
@@ -20,7 +20,13 @@ from gemgate.pipeline.meter import Metered, StreamMeter, estimated_metadata, met
 from gemgate.pipeline.route import Route
 from gemgate.pipeline.settle import Budgets, Outcome, Settler
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
+from gemgate.store.keys import KeyRecord
 from gemgate.tokens import TURN_OVERHEAD, TokenCounter
+
+
+class RateLimiter(Protocol):
+    async def check(self, key: KeyRecord) -> None: ...
+
 
 # Requests with less text than this are counted inline; larger ones in a worker thread.
 INLINE_COUNT_CHARS = 4096
@@ -76,11 +82,13 @@ class Pipeline:
         settler: Settler,
         counter: TokenCounter,
         metrics: Metrics | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.budgets = budgets
         self.settler = settler
         self.counter = counter
         self.metrics = metrics
+        self.limiter = limiter
 
     # --- admit -------------------------------------------------------------------------
 
@@ -109,9 +117,14 @@ class Pipeline:
         max_output: int | None,
         client_bytes: int = 0,
     ) -> Reservation | None:
-        """Reserve the request's worst-case cost against its key's budget."""
+        """Apply the key's rate limit, then reserve the request's worst-case cost against its
+        budget."""
         key = ctx.key
-        if key is None or key.budget_nanos is None:
+        if key is None:
+            return None
+        if key.rpm and self.limiter is not None:
+            await self.limiter.check(key)
+        if key.budget_nanos is None:
             return None
         if max_output is None:
             cfg = request.get("generationConfig") or {}

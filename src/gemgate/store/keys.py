@@ -34,6 +34,7 @@ class KeyRecord:
     created_at: datetime
     budget_nanos: int | None
     spent_nanos: int
+    rpm: int | None = None  # requests per minute; None: no limit
 
 
 def hash_key(plain: str) -> str:
@@ -63,6 +64,7 @@ def _record(row: object) -> KeyRecord:
         created_at=_aware(m["created_at"]) or datetime.now(UTC),
         budget_nanos=m["budget_nanos"],
         spent_nanos=m["spent_nanos"] or 0,
+        rpm=m["rpm"],
     )
 
 
@@ -90,6 +92,7 @@ def create_key(
     allowed_ips: Iterable[str] | None = None,
     expires_at: datetime | None = None,
     budget_nanos: int | None = None,
+    rpm: int | None = None,
 ) -> tuple[str, KeyRecord]:
     """Create a key; returns the plain key (shown only now) and its record."""
     plain = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -103,6 +106,7 @@ def create_key(
         "created_at": datetime.now(UTC),
         "budget_nanos": budget_nanos,
         "spent_nanos": 0,
+        "rpm": rpm,
     }
     with engine.begin() as conn:
         exists = conn.execute(select(api_keys.c.id).where(api_keys.c.name == name)).first()
@@ -155,6 +159,16 @@ def top_up(engine: Engine, name_or_prefix: str, nanos: int) -> KeyRecord:
             .where(api_keys.c.id == record.id)
             .values(budget_nanos=func.coalesce(api_keys.c.budget_nanos, 0) + nanos)
         )
+        bump_generation(conn)
+        row = conn.execute(select(api_keys).where(api_keys.c.id == record.id)).one()
+    return _record(row)
+
+
+def set_rpm(engine: Engine, name_or_prefix: str, rpm: int | None) -> KeyRecord:
+    """Set (or, with None, remove) a key's requests-per-minute limit."""
+    with engine.begin() as conn:
+        record = find_key(conn, name_or_prefix)
+        conn.execute(update(api_keys).where(api_keys.c.id == record.id).values(rpm=rpm))
         bump_generation(conn)
         row = conn.execute(select(api_keys).where(api_keys.c.id == record.id)).one()
     return _record(row)

@@ -39,6 +39,7 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("budget_nanos", BigInteger, nullable=True),  # None: no budget
     Column("spent_nanos", BigInteger, nullable=False, default=0),
+    Column("rpm", Integer, nullable=True),  # requests per minute; None: no limit
 )
 
 usage_records = Table(
