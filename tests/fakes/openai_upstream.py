@@ -218,6 +218,19 @@ class FakeOpenAI:
         self.requests.append(rec)
         return rec
 
+    async def _checked_body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """Record the request; its JSON body if the key, the JSON and the model are good,
+        else the error answer OpenAI would give."""
+        rec = await self._record(request)
+        denied = self._auth(rec)
+        if denied is not None:
+            return denied
+        body = rec.json
+        if not isinstance(body, dict):
+            return _bad_json()
+        unknown = self._model_check(body.get("model"))
+        return unknown if unknown is not None else body
+
     def _auth(self, rec: RecordedRequest) -> web.Response | None:
         if rec.headers.get("authorization") == f"Bearer {self.api_key}":
             return None
@@ -256,16 +269,10 @@ class FakeOpenAI:
         return web.json_response({"object": "list", "data": data})
 
     async def _embeddings(self, request: web.Request) -> web.Response:
-        rec = await self._record(request)
-        denied = self._auth(rec)
-        if denied is not None:
-            return denied
-        body = rec.json
-        if not isinstance(body, dict):
-            return _bad_json()
-        denied = self._model_check(body.get("model"))
-        if denied is not None:
-            return denied
+        checked = await self._checked_body(request)
+        if isinstance(checked, web.StreamResponse):
+            return checked
+        body = checked
         script = self._next_script()
         if script.status != 200:
             return self._scripted_error(script)
@@ -303,16 +310,10 @@ class FakeOpenAI:
         return web.json_response({"error": error}, status=script.status)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        rec = await self._record(request)
-        denied = self._auth(rec)
-        if denied is not None:
-            return denied
-        body = rec.json
-        if not isinstance(body, dict):
-            return _bad_json()
-        denied = self._model_check(body.get("model"))
-        if denied is not None:
-            return denied
+        checked = await self._checked_body(request)
+        if isinstance(checked, web.StreamResponse):
+            return checked
+        body = checked
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _error(

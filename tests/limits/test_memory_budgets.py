@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
+from tests.limits.records import key_record
 
 from gemgate.errors import ResourceExhausted
 from gemgate.limits.memory import MemoryBudgets
@@ -13,19 +13,7 @@ from gemgate.store.keys import KeyRecord
 
 
 def key(budget: int | None = 100_000, spent: int = 0) -> KeyRecord:
-    return KeyRecord(
-        id=1,
-        name="k",
-        prefix="gg-xxxxxxx",
-        key_hash="h",
-        models=None,
-        allowed_ips=None,
-        expires_at=None,
-        revoked_at=None,
-        created_at=datetime.now(UTC),
-        budget_nanos=budget,
-        spent_nanos=spent,
-    )
+    return key_record(1, budget=budget, spent=spent)
 
 
 def test_concurrent_reserves_fit_the_balance() -> None:
@@ -74,7 +62,7 @@ def test_top_up_keeps_reservations() -> None:
         with pytest.raises(ResourceExhausted) as caught:
             await budgets.reserve(key(10_000), 8_000)
         subject = caught.value.google_body()["error"]["details"][1]["violations"][0]["subject"]
-        assert subject == "budget:k"
+        assert subject == "budget:key-1"
         await budgets.load({"h": key(20_000)}, await budgets.begin_load())
         await budgets.reserve(key(20_000), 8_000)
         await budgets.settle(r, 1_000)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 import redis
 from tests.billing.gateways import MODEL, start
 from tests.fakes.gemini_upstream import FakeGemini
+from tests.limits.records import key_record
 
 from gemgate.errors import ResourceExhausted
 from gemgate.limits.memory import MemoryRateLimiter
@@ -24,11 +24,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def key(rpm: int | None, key_id: int = 1) -> KeyRecord:
-    return KeyRecord(
-        id=key_id, name=f"k{key_id}", prefix="gg-x", key_hash="h", models=None, allowed_ips=None,
-        expires_at=None, revoked_at=None, created_at=datetime.now(UTC), budget_nanos=None,
-        spent_nanos=0, rpm=rpm,
-    )
+    return key_record(key_id, rpm=rpm)
 
 
 class Clock:
@@ -50,7 +46,7 @@ def test_gcra_allows_a_minutes_worth_then_one_per_interval() -> None:
         with pytest.raises(ResourceExhausted) as info:
             await limiter.check(k)
         assert info.value.retry_after == 10
-        assert info.value.details[0]["violations"][0]["subject"] == "rpm:k1"
+        assert info.value.details[0]["violations"][0]["subject"] == "rpm:key-1"
         clock.now += 9.9
         with pytest.raises(ResourceExhausted):
             await limiter.check(k)

@@ -8,10 +8,10 @@ import asyncio
 import random
 import secrets
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.limits.records import key_record
 
 from gemgate.errors import ResourceExhausted
 from gemgate.limits.memory import Reservation
@@ -24,19 +24,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def key(key_id: int = 1, budget: int | None = 1_000_000, spent: int = 0) -> KeyRecord:
-    return KeyRecord(
-        id=key_id,
-        name=f"key-{key_id}",
-        prefix="gg-xxxxxxx",
-        key_hash=f"hash-{key_id}",
-        models=None,
-        allowed_ips=None,
-        expires_at=None,
-        revoked_at=None,
-        created_at=datetime.now(UTC),
-        budget_nanos=budget,
-        spent_nanos=spent,
-    )
+    return key_record(key_id, budget=budget, spent=spent)
 
 
 def run(scenario: Callable[..., Coroutine[Any, Any, None]], n: int = 2, **options: Any) -> None:
