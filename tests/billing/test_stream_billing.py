@@ -116,6 +116,22 @@ def test_complete_stream_is_billed_from_last_usage(
     assert rec["cost_nanos"] == cost_of(events[-1]) == text_cost(7, 30)
 
 
+def test_upstream_breaking_after_its_final_event_loses_nothing(
+    gw: GatewayProcess, key: str, fake_google: FakeGemini
+) -> None:
+    """The finishing event carries the final usage, so the record is committed and the
+    answer released at once; the upstream dropping the connection after it is harmless."""
+    events = stream_events(5)
+    fake_google.script(MODEL, stream=events, method="streamGenerateContent", cut_after=5)
+    resp = httpx.post(gw.base_url + PATH, json=HELLO, headers={"x-goog-api-key": key}, timeout=30)
+    assert resp.status_code == 200
+    data = [json.loads(x[6:]) for x in resp.text.split("\r\n\r\n") if x.startswith("data: ")]
+    assert data == events  # complete, and no error event after it
+    (rec,) = records(sqlite_url(gw), request_id=resp.headers["x-gemgate-request-id"])
+    assert rec["status"] == "ok" and not rec["interrupted"]
+    assert rec["cost_nanos"] == cost_of(events[-1])
+
+
 def vm(pid: int, field: str) -> int:
     """A /proc/PID/status memory figure, in kB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

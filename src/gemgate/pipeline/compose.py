@@ -8,6 +8,7 @@ record, whether it succeeds, fails, or its client goes away.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -27,6 +28,8 @@ from gemgate.tokens import TURN_OVERHEAD, TokenCounter
 class RateLimiter(Protocol):
     async def check(self, key: KeyRecord) -> None: ...
 
+
+log = logging.getLogger("gemgate.pipeline")
 
 # Requests with less text than this are counted inline; larger ones in a worker thread.
 INLINE_COUNT_CHARS = 4096
@@ -222,9 +225,10 @@ class Pipeline:
         source: AsyncIterator[Chunk] | None = None,
     ) -> AsyncGenerator[Chunk, None]:
         """Relay the upstream stream chunk by chunk; the chunk that finishes the answer (and
-        any trailer after it) is held until the usage record is committed. Closing this
-        iterator early (the client went away) cancels the upstream call and records what was
-        generated. ``source`` replaces the provider's stream (a same-protocol passthrough)."""
+        any trailer after it) is held until the usage record is committed: at once when it
+        carries the final usage, else when the upstream ends. Closing this iterator early
+        (the client went away) cancels the upstream call and records what was generated.
+        ``source`` replaces the provider's stream (a same-protocol passthrough)."""
         ctx.streamed = True
         reservation = await self.admit(
             ctx, route, call.request, max_output=None, client_bytes=call.client_bytes
@@ -238,18 +242,34 @@ class Pipeline:
         try:
             async for chunk in upstream:
                 tracker.see(chunk)
-                if held or _finishes(chunk):
+                if settled:
+                    yield chunk  # a trailer after the committed end (none from Gemini)
+                elif held or _finishes(chunk):
                     held.append(chunk)
+                    if chunk.usage is not None:
+                        # The finishing chunk carries the final usage: commit now, release
+                        # the end of the answer, and drain the upstream after.
+                        settled = True
+                        await self._settle_stream(ctx, route, call, tracker, reservation)
+                        for done in held:
+                            ctx.mark_first_byte()
+                            yield done
+                        held.clear()
                 else:
                     ctx.mark_first_byte()
                     yield chunk
-            metered = await self._stream_metered(route, call, tracker)
-            settled = True
-            await self.settler.settle(ctx, reservation, metered, Outcome("ok"))
+            if not settled:
+                settled = True
+                await self._settle_stream(ctx, route, call, tracker, reservation)
             for chunk in held:
                 ctx.mark_first_byte()
                 yield chunk
         except Exception as exc:
+            if settled and not held:
+                # The answer was complete, recorded and delivered; what broke was only the
+                # upstream's close after it.
+                log.debug("upstream failed after a complete answer: %s", exc)
+                return
             if not settled:
                 settled = True
                 code = exc.code if isinstance(exc, GatewayError) else 500
@@ -272,6 +292,17 @@ class Pipeline:
                 self.settler.settle_in_background(
                     ctx, reservation, metered, Outcome("interrupted", 499, interrupted=True)
                 )
+
+    async def _settle_stream(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        call: UpstreamCall,
+        tracker: StreamMeter,
+        reservation: Reservation | None,
+    ) -> None:
+        metered = await self._stream_metered(route, call, tracker)
+        await self.settler.settle(ctx, reservation, metered, Outcome("ok"))
 
     async def _stream_metered(self, route: Route, call: UpstreamCall, tracker: StreamMeter) -> Metered:
         if tracker.last_usage is not None:

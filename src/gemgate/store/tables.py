@@ -47,7 +47,7 @@ usage_records = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("request_id", String(64), nullable=False, unique=True),
-    Column("key_id", Integer, nullable=True, index=True),
+    Column("key_id", Integer, nullable=True),
     Column("key_name", String(200), nullable=True),
     Column("model", String(200), nullable=False, index=True),
     Column("provider", String(100), nullable=False),
