@@ -10,10 +10,11 @@ its own database round trip.
 Two paths, by what a commit costs:
 
 * SQLite (a local file, a commit of a few tens of microseconds): the group is every record
-  committed during one turn of the event loop, written on the loop itself right after
-  that turn. No thread hop, so no wait for the GIL on either side of the commit. The
-  connection's busy timeout is short; a group that finds the database locked (another
-  process writing) is handed to the writer thread below, which waits and retries.
+  committed during one turn of the event loop (or, when the ledger has been quiet, the one
+  record at once), written on the loop itself. No thread hop, so no wait for the GIL on
+  either side of the commit. The loop never waits for a lock: a group that finds the
+  database locked (another process writing) goes to the writer thread below, which waits
+  and retries.
 * PostgreSQL (a network round trip): a dedicated writer thread takes every record waiting,
   up to ``batch_max``, and commits them together, so the event loop never blocks on I/O.
 
@@ -42,7 +43,8 @@ log = logging.getLogger("gemgate.ledger")
 
 _STOP = object()
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
-INLINE_BUSY_TIMEOUT_MS = 5
+# The event loop never waits for a lock: a locked database sends the group to the thread.
+INLINE_BUSY_TIMEOUT_MS = 0
 # With no commit for this long, a record is committed at once instead of waiting a turn of
 # the event loop for others to group with it.
 QUIET_S = 0.002
