@@ -92,12 +92,13 @@ def serve(
     engine = make_engine(settings.database.url)
     migrate(engine)
     no_keys = not key_store.list_keys(engine)
+    database = engine.url.render_as_string()
     engine.dispose()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bind_host = host or settings.server.host
     bind_port = port or settings.server.port
     n = workers or settings.server.workers
-    err.print(f"gemgate: {settings.source}; database {make_engine(settings.database.url).url.render_as_string()}")
+    err.print(f"gemgate: {settings.source}; database {database}")
     err.print(f"gemgate: models {', '.join(m.id for m in settings.models) or '(none)'}")
     if no_keys:
         err.print(

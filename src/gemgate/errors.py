@@ -28,6 +28,7 @@ upstream credentials: see :func:`upstream_error`.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -184,6 +185,17 @@ class UpstreamRejected(GatewayError):
         super().__init__(message, details=details)
         self.code = code
         self.status = status
+
+
+def as_gateway_error(exc: BaseException, request_id: str) -> GatewayError:
+    """What a client is told about ``exc``: itself if it is ours, else an INTERNAL error
+    naming the request (the cause is logged, never shown)."""
+    if isinstance(exc, GatewayError):
+        return exc
+    logging.getLogger("gemgate").error(
+        "unexpected error in request %s", request_id, exc_info=exc
+    )
+    return Internal(f"Internal error. Request id {request_id}.")
 
 
 _STATUS_BY_CODE = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -30,7 +29,7 @@ from gemgate.asgi import (
 )
 from gemgate.billing import format_usd
 from gemgate.doors.sse import JsonArrayFramer, sse_event
-from gemgate.errors import GatewayError, Internal, InvalidArgument, NotFound
+from gemgate.errors import GatewayError, InvalidArgument, NotFound, as_gateway_error
 from gemgate.pipeline.auth import KeyCache, extract_key
 from gemgate.pipeline.authorize import check_key, check_model, may_use
 from gemgate.pipeline.capabilities import check_capabilities
@@ -39,8 +38,6 @@ from gemgate.pipeline.context import RequestContext
 from gemgate.pipeline.route import Route, Router
 from gemgate.providers.base import Chunk, UpstreamCall
 from gemgate.types import parse_request
-
-log = logging.getLogger("gemgate.door.gemini")
 
 METHODS = frozenset(
     {"generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"}
@@ -52,13 +49,6 @@ MAX_PAGE_SIZE = 1000
 
 def error_headers(ctx: RequestContext, exc: GatewayError) -> list[tuple[bytes, bytes]]:
     return [(b"x-gemgate-request-id", ctx.request_id.encode()), *exc.headers()]
-
-
-def as_gateway_error(exc: BaseException, ctx: RequestContext) -> GatewayError:
-    if isinstance(exc, GatewayError):
-        return exc
-    log.exception("unexpected error in request %s", ctx.request_id, exc_info=exc)
-    return Internal(f"Internal error. Request id {ctx.request_id}.")
 
 
 def model_resource(route: Route) -> dict[str, Any]:
@@ -254,14 +244,14 @@ class GeminiDoor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            err = as_gateway_error(exc, ctx).google_body()
+            err = as_gateway_error(exc, ctx.request_id).google_body()
             tail = sse_event(orjson.dumps(err)) if sse else framer.error(err)
             await send_chunk(send, tail, more=False)
             return
         await send_chunk(send, b"" if sse else framer.end(), more=False)
 
     async def _send_error(self, send: Send, ctx: RequestContext, exc: BaseException) -> None:
-        err = as_gateway_error(exc, ctx)
+        err = as_gateway_error(exc, ctx.request_id)
         if self._pipeline.metrics is not None:
             self._pipeline.metrics.reject("gemini", err.code)
         await send_json(send, err.code, err.google_body(), error_headers(ctx, err))

@@ -10,7 +10,6 @@ upstream itself speaks OpenAI, the client's original bytes are forwarded after v
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -32,7 +31,7 @@ from gemgate.billing import format_usd
 from gemgate.doors.openai_errors import openai_error_body, openai_status
 from gemgate.doors.remote_media import RemoteMedia
 from gemgate.doors.sse import SSE_DONE, sse_openai
-from gemgate.errors import GatewayError, Internal, InvalidArgument, NotFound
+from gemgate.errors import GatewayError, InvalidArgument, NotFound, as_gateway_error
 from gemgate.pipeline.auth import KeyCache, extract_key
 from gemgate.pipeline.authorize import check_key, check_model, may_use
 from gemgate.pipeline.capabilities import check_capabilities
@@ -48,8 +47,6 @@ from gemgate.translate import (
 )
 from gemgate.types import normalise, parse_json
 from gemgate.types.validate import check_generate
-
-log = logging.getLogger("gemgate.door.openai")
 
 ADMISSION_FIELDS = frozenset(
     {"model", "messages", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options"}
@@ -148,19 +145,12 @@ class OpenAIDoor:
         return self._max_body
 
     async def send_error(self, send: Send, ctx: RequestContext, exc: BaseException) -> None:
-        err = self._as_error(exc, ctx)
+        err = as_gateway_error(exc, ctx.request_id)
         headers = [(b"x-gemgate-request-id", ctx.request_id.encode()), *err.headers()]
         status = openai_status(err)
         if self._pipeline.metrics is not None:
             self._pipeline.metrics.reject("openai", status)
         await send_json(send, status, openai_error_body(err), headers)
-
-    @staticmethod
-    def _as_error(exc: BaseException, ctx: RequestContext) -> GatewayError:
-        if isinstance(exc, GatewayError):
-            return exc
-        log.exception("unexpected error in request %s", ctx.request_id, exc_info=exc)
-        return Internal(f"Internal error. Request id {ctx.request_id}.")
 
     # --- models ------------------------------------------------------------------------------
 
@@ -302,7 +292,7 @@ class OpenAIDoor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            err = self._as_error(exc, ctx)
+            err = as_gateway_error(exc, ctx.request_id)
             await send_chunk(send, sse_openai(orjson.dumps(openai_error_body(err))), more=False)
             return
         if encoder is None:

@@ -22,7 +22,8 @@ from gemgate.pipeline.route import Route
 from gemgate.pipeline.settle import Budgets, Outcome, Settler
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
 from gemgate.store.keys import KeyRecord
-from gemgate.tokens import TURN_OVERHEAD, TokenCounter
+from gemgate.tokens import TURN_OVERHEAD, TokenCounter, can_count_inline
+from gemgate.types.response import candidate_text
 
 
 class RateLimiter(Protocol):
@@ -31,8 +32,6 @@ class RateLimiter(Protocol):
 
 log = logging.getLogger("gemgate.pipeline")
 
-# Requests with less text than this are counted inline; larger ones in a worker thread.
-INLINE_COUNT_CHARS = 4096
 
 
 def _finishes(chunk: Chunk) -> bool:
@@ -49,15 +48,6 @@ def _finishes(chunk: Chunk) -> bool:
     return any(isinstance(c, dict) and c.get("finishReason") for c in candidates)
 
 
-def _reply_text(data: dict[str, Any]) -> str:
-    parts: list[str] = []
-    for cand in data.get("candidates") or ():
-        for part in ((cand or {}).get("content") or {}).get("parts") or ():
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-    return "".join(parts)
-
-
 def _has_media(request: dict[str, Any]) -> bool:
     system = request.get("systemInstruction")
     for content in (*(request.get("contents") or ()), *((system,) if system else ())):
@@ -65,16 +55,6 @@ def _has_media(request: dict[str, Any]) -> bool:
             if "inlineData" in part or "fileData" in part:
                 return True
     return False
-
-
-def _text_size(request: dict[str, Any]) -> int:
-    size = 0
-    for content in request.get("contents") or ():
-        for part in content.get("parts") or ():
-            size += len(part.get("text") or "")
-            if "inlineData" in part:
-                return INLINE_COUNT_CHARS + 1
-    return size
 
 
 class Pipeline:
@@ -96,7 +76,7 @@ class Pipeline:
     # --- admit -------------------------------------------------------------------------
 
     async def prompt_tokens(self, request: dict[str, Any]) -> int:
-        if _text_size(request) <= INLINE_COUNT_CHARS:
+        if can_count_inline(request):
             return self.counter.count_request(request).total
         return (await self.counter.count_request_async(request)).total
 
@@ -153,7 +133,7 @@ class Pipeline:
     async def _meter_reply(self, route: Route, call: UpstreamCall, reply: Reply) -> Metered:
         if reply.usage is not None:
             return meter(reply.usage, route.price)
-        output = self.counter.count_text(_reply_text(reply.json()))
+        output = self.counter.count_text(candidate_text(reply.json()))
         return await self._estimate(route, call.request, output)
 
     # --- calls ---------------------------------------------------------------------------

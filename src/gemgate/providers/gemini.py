@@ -17,20 +17,10 @@ import orjson
 from gemgate.errors import BadGateway, DeadlineExceeded, GatewayError, upstream_error
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
 from gemgate.providers.sse import sse_events
+from gemgate.types.response import candidate_text
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 RETRY_DELAYS = (0.1, 0.4)
-
-
-def _text_of(data: dict[str, Any]) -> str:
-    out: list[str] = []
-    for cand in data.get("candidates") or ():
-        content = cand.get("content") if isinstance(cand, dict) else None
-        for part in (content or {}).get("parts") or ():
-            text = part.get("text") if isinstance(part, dict) else None
-            if isinstance(text, str):
-                out.append(text)
-    return "".join(out)
 
 
 class GeminiProvider:
@@ -176,7 +166,7 @@ class GeminiProvider:
                     body=payload,
                     data=data,
                     usage=usage if isinstance(usage, dict) else None,
-                    text=_text_of(data),
+                    text=candidate_text(data),
                 )
         except TimeoutError:
             raise DeadlineExceeded(f"Upstream '{self.name}' stopped sending its stream.") from None
