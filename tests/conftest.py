@@ -25,6 +25,11 @@ max_body_mb = 2
 [database]
 url = "sqlite:///{DIR}/gemgate.db"
 
+# Protocol tests script upstream failures one after another: no circuit opens between them
+# (tests/pipeline/ cover the breaker).
+[routing]
+circuit_failures = 0
+
 [[providers]]
 name = "google"
 type = "gemini"

@@ -430,3 +430,24 @@ def test_bound_counts_media_like_the_exact_count(counter: TokenCounter) -> None:
     exact = counter.count_request(request)
     bound = counter.bound_request(request)
     assert bound.by_modality["IMAGE"] == exact.by_modality["IMAGE"] == 1032
+
+
+def test_bound_of_inline_text_is_its_size_not_its_tokens(counter: TokenCounter) -> None:
+    # 1 MB of text/plain: bounded by its bytes (one token per byte holds for any
+    # tokenizer), never decoded and tokenized on the admission path.
+    raw = ("the quick brown fox jumps over the lazy dog\n" * 24_000).encode()
+    request = {"contents": [user(inline("text/plain", raw))]}
+    bound = counter.bound_request(request)
+    assert bound.by_modality["TEXT"] >= len(raw)
+    assert bound.total >= counter.count_request(request).total
+
+
+def test_reference_bound_is_the_input_limit_for_files_and_caches() -> None:
+    from gemgate.tokens import reference_bound
+
+    file_part = {"fileData": {"mimeType": "video/mp4", "fileUri": "files/abc"}}
+    assert reference_bound({"contents": [user(file_part)]}, 1_048_576) == 1_048_576
+    assert reference_bound({"contents": [user({"text": "hi"})], "cachedContent": "cachedContents/c"}, 99) == 99
+    wrapped = {"generateContentRequest": {"contents": [user(file_part)]}}
+    assert reference_bound(wrapped, 7) == 7
+    assert reference_bound({"contents": [user({"text": "hi"})]}, 1_048_576) == 0

@@ -1,7 +1,10 @@
 """Build the ASGI application: shared objects are created at startup and closed at shutdown.
 
 Nothing here is module-level state: :func:`create_app` returns a :class:`Gateway` holding
-the store engine, key cache, budgets, ledger writer, token counter, providers and doors.
+the store engine, key cache, budgets, ledger writer, token counter, providers, the router
+with its channels, the doors and the one serve path. A request is matched in the route
+table (:mod:`gemgate.routes`); a door's route goes to :class:`~gemgate.pipeline.serve.Serve`
+with that door as its codec.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import hmac
 import logging
 from typing import Any
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gemgate.admin.channels import channel_report
 from gemgate.asgi import Message, Receive, Request, Scope, Send, send_bytes, send_json
 from gemgate.billing.ledger import LedgerWriter
 from gemgate.catalog import load_catalog
 from gemgate.doors.gemini import GeminiDoor
+from gemgate.doors.openai import OpenAIDoor
 from gemgate.errors import (
     GatewayError,
     InvalidArgument,
@@ -27,13 +33,17 @@ from gemgate.errors import (
 )
 from gemgate.limits.memory import MemoryBudgets, MemoryRateLimiter
 from gemgate.metrics import Metrics
+from gemgate.pipeline.admit import Admission
+from gemgate.pipeline.attempts import AttemptLoop
 from gemgate.pipeline.auth import KeyCache, extract_key
-from gemgate.pipeline.compose import Pipeline
+from gemgate.pipeline.door import Door, Endpoint
 from gemgate.pipeline.route import Router
+from gemgate.pipeline.serve import Serve
 from gemgate.pipeline.settle import Settler
 from gemgate.providers.base import Provider
 from gemgate.providers.registry import build_provider
-from gemgate.routes import match
+from gemgate.routes import GEMINI_METHODS, ROUTES, RouteTable, decoded_path
+from gemgate.routing import KeyPool
 from gemgate.settings import Settings
 from gemgate.store import make_engine, migrate
 from gemgate.store.db import SqliteCheckpointer
@@ -54,14 +64,15 @@ class Gateway:
         self.ledger: LedgerWriter | None = None
         self.checkpointer: SqliteCheckpointer | None = None
         self.keys: KeyCache | None = None
-        self.gemini: GeminiDoor | None = None
-        self.openai: Any = None
+        self.router: Router | None = None
+        self.serve: Serve | None = None
+        self.doors: dict[str, Door] = {}
         self.admin: Any = None
         self.settler: Settler | None = None
         self.metrics: Metrics | None = None
         self.budgets: Any = None
         self.limiter: Any = None
-        self._started = False
+        self.routes = RouteTable(ROUTES, settings.server.path_prefixes)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -70,13 +81,15 @@ class Gateway:
         await asyncio.to_thread(migrate, self.engine)
         catalog = load_catalog()
         first_model = {m.provider: m.id for m in reversed(s.models)}
+        pools: dict[str, KeyPool | None] = {}
         for p in s.providers:
-            self.providers[p.name] = build_provider(p, s.server, first_model.get(p.name, p.name))
+            provider, pool = build_provider(p, s, first_model.get(p.name, p.name))
+            self.providers[p.name] = provider
+            pools[p.name] = pool
         for provider in self.providers.values():
             await provider.start()
-        types = {p.name: p.type for p in s.providers}
-        router = Router.build(
-            s.models, {n: (prov, types[n]) for n, prov in self.providers.items()}, catalog
+        self.router = router = Router.build(
+            s.models, {n: (prov, pools[n]) for n, prov in self.providers.items()}, catalog, s.routing
         )
         self.budgets = await self._budgets()
         self.keys = KeyCache(self.engine, on_reload=self.budgets)
@@ -87,20 +100,28 @@ class Gateway:
             if self.engine.dialect.name == "sqlite":
                 self.checkpointer = SqliteCheckpointer(self.engine)
                 self.checkpointer.start()
-        self.metrics = Metrics()
+        self.metrics = Metrics(
+            channel_states=lambda: [(c.label, c.health.state()) for _r, c in router.channels()]
+        )
         self.settler = Settler(self.ledger, self.budgets, self.metrics)
         counter = await asyncio.to_thread(lambda: TokenCounter(default_gguf_path()))
         self.limiter = self._limiter()
-        pipeline = Pipeline(
-            budgets=self.budgets,
+        self.serve = Serve(
+            keys=self.keys,
+            router=router,
+            admission=Admission(
+                budgets=self.budgets, counter=counter, limiter=self.limiter, ledger=self.ledger
+            ),
+            attempts=AttemptLoop(s.routing, self.metrics),
             settler=self.settler,
             counter=counter,
+            max_body=s.server.max_body_mb * 1024 * 1024,
             metrics=self.metrics,
-            limiter=self.limiter,
         )
-        max_body = s.server.max_body_mb * 1024 * 1024
-        self.gemini = GeminiDoor(keys=self.keys, router=router, pipeline=pipeline, max_body=max_body)
-        self.openai = self._optional_door(router, pipeline, max_body)
+        self.doors = {
+            "gemini": GeminiDoor(),
+            "openai": OpenAIDoor(allow_remote_media=s.server.allow_remote_media),
+        }
         self.admin = self._admin()
         # Everything built so far (catalog, vocabulary tables, providers) lives as long as
         # the process: keep it out of the garbage collector's full scans, whose pauses
@@ -110,7 +131,6 @@ class Gateway:
         # A request allocates thousands of short-lived objects; collecting the young
         # generation every 700 allocations would run the collector several times per request.
         gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
-        self._started = True
 
     async def _budgets(self) -> Any:
         if self.settings.redis.url:
@@ -129,27 +149,11 @@ class Gateway:
             return RedisRateLimiter(redis.url, prefix=redis.prefix)
         return MemoryRateLimiter()
 
-    def _optional_door(self, router: Router, pipeline: Pipeline, max_body: int) -> Any:
-        try:
-            from gemgate.doors.openai import OpenAIDoor
-        except ImportError:
-            return None
-        assert self.keys is not None
-        return OpenAIDoor(
-            keys=self.keys,
-            router=router,
-            pipeline=pipeline,
-            max_body=max_body,
-            allow_remote_media=self.settings.server.allow_remote_media,
-        )
-
     def _admin(self) -> Any:
         if self.settings.admin.key is None:
             return None
-        try:
-            from gemgate.admin.api import AdminApi
-        except ImportError:
-            return None
+        from gemgate.admin.api import AdminApi
+
         return AdminApi(self.engine, self.settings.admin.key.reveal())
 
     async def shutdown(self) -> None:
@@ -178,6 +182,8 @@ class Gateway:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -197,55 +203,86 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """No WebSocket route is served yet: refuse the handshake cleanly (HTTP 403)."""
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 1008})
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         req = Request.from_scope(scope, receive)
-        found = match(req, self.settings.server.path_prefixes)
-        if found is None:
-            await self._not_found(req, send)
+        path = decoded_path(req.path)
+        if path is None:
+            await self._error(send, InvalidArgument("Invalid path: model id must not contain '..'."))
             return
-        name, p = found.name, found.params
-        gemini = self.gemini
-        assert gemini is not None
-        if name == "gemini.call":
-            await gemini.call(req, send, p["version"], p["model"], p["method"])
-        elif name == "gemini.list":
-            await gemini.list_models(req, send, p["version"])
-        elif name == "gemini.get":
-            await gemini.get_model(req, send, p["version"], p["model"])
-        elif name == "health":
+        found = self.routes.match("http", req.method, path, req)
+        if found is None:
+            await self._not_found(req, path, send)
+            return
+        target, params = found.target, found.params
+        door = self.doors.get(target)
+        if door is not None:
+            assert self.serve is not None
+            operation = found.operation
+            if operation == "model.call" and params["method"] not in GEMINI_METHODS:
+                await self._error(send, NotFound(
+                    f"Method {params['method']} is not found for API version {params['version']}."
+                ))
+            elif operation == "missing_method":
+                await self._error(send, NotFound(
+                    f"No method given for models/{params['model']}; expected models/{{model}}:{{method}}."
+                ))
+            else:
+                await self.serve(door, Endpoint(target, operation, params), req, send)
+        elif target == "health":
             await send_json(send, 200, {"status": "ok"})
-        elif name == "metrics":
+        elif target == "metrics":
             await self._metrics(req, send)
-        elif name.startswith("openai.") and self.openai is not None:
-            await self.openai.handle(name, req, send, p)
-        elif name == "admin" and self.admin is not None:
-            await self.admin.handle(req, send, p["path"])
-        elif name == "bad_path":
-            await self._error(send, InvalidArgument(f"Invalid path: {p['reason']}."))
-        elif name == "gemini.missing_method":
-            await self._error(
-                send,
-                NotFound(f"No method given for models/{p['model']}; expected models/{{model}}:{{method}}."),
-            )
+        elif target == "admin":
+            await self._admin_route(req, send, "/" + params["path"])
         else:
-            await self._not_found(req, send)
+            await self._not_found(req, path, send)
+
+    async def _admin_route(self, req: Request, send: Send, path: str) -> None:
+        if path.rstrip("/") == "/channels" and req.method == "GET":
+            if not self._operator(req):
+                await self._error(send, PermissionDenied("Channel health needs the admin key."))
+                return
+            assert self.router is not None
+            await send_bytes(send, 200, orjson.dumps({"channels": channel_report(self.router)}))
+        elif self.admin is not None:
+            await self.admin.handle(req, send, path)
+        else:
+            await self._not_found(req, req.path, send)
+
+    def _operator(self, req: Request) -> bool:
+        """With an admin key configured, only its holder (in a header, never the URL);
+        without one, only this machine."""
+        admin = self.settings.admin.key
+        if admin is not None:
+            given = extract_key(req.headers, {}) or ""
+            return hmac.compare_digest(given.encode(), admin.reveal().encode())
+        return req.client_ip in ("127.0.0.1", "::1")
 
     async def _metrics(self, req: Request, send: Send) -> None:
         """Prometheus scrape: with an admin key configured, only for its holder; without
         one, only from this machine."""
-        admin = self.settings.admin.key
-        if admin is not None:
-            given = extract_key(req.headers, req.query) or ""
-            allowed = hmac.compare_digest(given.encode(), admin.reveal().encode())
-        else:
-            allowed = req.client_ip in ("127.0.0.1", "::1")
-        if not allowed:
-            await self._error(send, PermissionDenied("Metrics need the admin key."))
+        from gemgate.admin.guard import AdminGuard
+
+        guard = self.admin.guard if self.admin is not None else AdminGuard(None)
+        try:
+            guard.check(req, "metrics")
+        except GatewayError as exc:
+            await send_json(send, exc.code, exc.google_body(), exc.headers())
             return
         assert self.metrics is not None
         await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
 
-    async def _not_found(self, req: Request, send: Send) -> None:
+    async def _not_found(self, req: Request, path: str, send: Send) -> None:
+        allowed = self.routes.allows("http", path)
+        if allowed and req.method not in allowed:
+            await self._error(send, MethodNotAllowed(f"Method {req.method} is not allowed on {req.path}."))
+            return
         if req.method not in ("GET", "POST"):
             await self._error(send, MethodNotAllowed(f"Method {req.method} is not allowed on {req.path}."))
             return
@@ -253,7 +290,7 @@ class Gateway:
 
     @staticmethod
     async def _error(send: Send, exc: GatewayError) -> None:
-        await send_json(send, exc.code, exc.google_body())
+        await send_json(send, exc.code, exc.google_body(), exc.headers())
 
 
 def create_app(settings: Settings | None = None) -> Gateway:

@@ -6,6 +6,8 @@ import csv
 import io
 import logging
 import os
+import shlex
+import shutil
 import sys
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -14,6 +16,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gemgate.billing import NANOS_PER_USD, format_usd
@@ -74,6 +77,42 @@ def _parse_when(text: str, name: str) -> datetime:
 # --- serve ----------------------------------------------------------------------------------
 
 
+def _program() -> str:
+    """This gemgate as a command to type again: ``gemgate`` when that is on the PATH, else
+    the path it was started by (``.venv/bin/gemgate``), or ``python -m gemgate``."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if not argv0 or os.path.basename(argv0) == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m gemgate"
+    found = shutil.which(os.path.basename(argv0))
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return os.path.basename(argv0)
+    return shlex.quote(argv0)
+
+
+def _try_curl(settings: Settings, models: list[str] | None) -> str | None:
+    """A curl that calls the first deployed model (of ``models``, when given) on the configured
+    address, with the key in ``$KEY``; None when no such model is deployed."""
+    deployed = [m.id for m in settings.models]
+    chosen = [m for m in deployed if not models or m in models]
+    if not chosen:
+        return None
+    host = settings.server.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    prefixes = settings.server.path_prefixes
+    prefix = "" if "" in prefixes or not prefixes else prefixes[0]
+    url = f"http://{host}:{settings.server.port}{prefix}/v1beta/models/{chosen[0]}:generateContent"
+    body = '{"contents":[{"parts":[{"text":"Hello!"}]}]}'
+    return (
+        f'curl "{url}" -H "x-goog-api-key: $KEY" -H "content-type: application/json" '
+        f"-d '{body}'"
+    )
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
@@ -101,10 +140,8 @@ def serve(
     err.print(f"gemgate: {settings.source}; database {database}")
     err.print(f"gemgate: models {', '.join(m.id for m in settings.models) or '(none)'}")
     if no_keys:
-        err.print(
-            "gemgate: no API keys yet. Create one with:  [bold]gemgate keys create NAME[/bold]"
-            + (f" --config {config}" if config else "")
-        )
+        create = f"{_program()} keys create NAME" + (f" --config {shlex.quote(config)}" if config else "")
+        err.print(f"gemgate: no API keys yet. Create one with:  [bold]{escape(create)}[/bold]")
     err.print(f"gemgate: listening on http://{bind_host}:{bind_port}")
     common: dict[str, Any] = {
         "host": bind_host,
@@ -152,7 +189,15 @@ def keys_create(
     except key_store.KeyError_ as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    err.print(f"Created key [bold]{record.name}[/bold] ({record.prefix}...). Store it now; it is not shown again:")
+    err.print(
+        f"Created key [bold]{escape(record.name)}[/bold] ({record.prefix}...). The key is the last line "
+        "(standard output); store it now, it is not shown again.",
+        soft_wrap=True,
+    )
+    curl = _try_curl(_settings(config), models)
+    if curl:
+        err.print("Try it, with the key in $KEY:", highlight=False)
+        err.print(f"  {curl}", markup=False, highlight=False, soft_wrap=True)
     print(plain)
 
 
@@ -278,11 +323,48 @@ def usage(
 
 @models_app.command("list")
 def models_list(config: ConfigOpt = None) -> None:
-    """The models the config deploys, with their provider and upstream model."""
+    """The models the config deploys, with their channels."""
     settings = _settings(config)
-    table = Table("id", "aliases", "provider", "upstream model")
+    table = Table("id", "aliases", "channels (provider/upstream model, priority, weight)")
     for m in settings.models:
-        table.add_row(m.id, ", ".join(m.aliases), m.provider, m.upstream_model)
+        channels = "; ".join(
+            f"{c.provider}/{c.upstream_model} p{c.priority} w{c.weight}" for c in m.all_channels()
+        )
+        table.add_row(m.id, ", ".join(m.aliases), channels)
+    _out().print(table)
+
+
+# --- channels -------------------------------------------------------------------------------
+
+
+@app.command()
+def channels(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every model's channels with their live health, read from the running gateway (the
+    admin key from the config is sent when one is set; without it the gateway answers only
+    on this machine)."""
+    from gemgate.admin.channels import fetch_channels
+
+    settings = _settings(config)
+    try:
+        rows = fetch_channels(settings)
+    except OSError as exc:
+        print(f"the gateway at {settings.server.host}:{settings.server.port} did not answer: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if as_json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table("model", "channel", "priority", "weight", "circuit", "error rate", "latency ms", "ok", "failed", "keys")
+    for r in rows:
+        keys = ", ".join(f"{k['label']}:{k['state']}" for k in r["keys"]) or "-"
+        table.add_row(
+            r["model"], r["channel"], str(r["priority"]), str(r["weight"]),
+            r["circuit"] if r["enabled"] else "off", f"{r['error_rate']:.1%}",
+            "" if r["latency_ms"] is None else f"{r['latency_ms']:.1f}",
+            str(r["successes"]), str(r["failures"]), keys,
+        )
     _out().print(table)
 
 

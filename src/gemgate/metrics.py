@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from gemgate.billing import Usage
@@ -36,8 +41,16 @@ class _Histogram:
         self.total += seconds
 
 
+CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
+# (channel label, circuit state) for every channel, read when scraped.
+ChannelStates = Callable[[], Iterable[tuple[str, str]]]
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, channel_states: ChannelStates | None = None) -> None:
+        self.channel_states = channel_states
+        self.attempts: Counter[tuple[str, str]] = Counter()  # channel, result (ok or error class)
+        self.attempt_latency: dict[str, _Histogram] = {}  # channel
         self.requests: Counter[tuple[str, str, str]] = Counter()  # door, model, status
         self.rejected: Counter[tuple[str, str]] = Counter()  # door, HTTP code
         self.tokens: Counter[tuple[str, str]] = Counter()  # model, kind
@@ -66,6 +79,14 @@ class Metrics:
         histogram = self.latency.get(door)
         if histogram is None:
             histogram = self.latency[door] = _Histogram()
+        histogram.observe(seconds)
+
+    def attempt(self, channel: str, result: str, seconds: float) -> None:
+        """One attempt at an upstream: ``result`` is ``ok`` or the failure's class."""
+        self.attempts[channel, result] += 1
+        histogram = self.attempt_latency.get(channel)
+        if histogram is None:
+            histogram = self.attempt_latency[channel] = _Histogram()
         histogram.observe(seconds)
 
     def reject(self, door: str, code: int) -> None:
@@ -108,16 +129,44 @@ class _Collector(Collector):
         for model, n in sorted(m.cost_nanos.items()):
             cost.add_metric((model,), n)
         yield cost
-        latency = HistogramMetricFamily(
+        yield _histograms(
             "gemgate_request_duration_seconds",
             "Time from a request's arrival to its settlement, by door.",
-            labels=("door",),
+            "door",
+            m.latency,
         )
-        for door, h in sorted(m.latency.items()):
-            cumulative = 0
-            buckets = []
-            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), h.counts, strict=True):
-                cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            latency.add_metric((door,), buckets, h.total)
-        yield latency
+        attempts = CounterMetricFamily(
+            "gemgate_upstream_attempts",
+            "Attempts at upstreams, by channel and result (ok, or the failure's class).",
+            labels=("channel", "result"),
+        )
+        for (channel, result), n in sorted(m.attempts.items()):
+            attempts.add_metric((channel, result), n)
+        yield attempts
+        yield _histograms(
+            "gemgate_upstream_attempt_duration_seconds",
+            "Time an attempt at an upstream took until it answered or failed, by channel.",
+            "channel",
+            m.attempt_latency,
+        )
+        if m.channel_states is not None:
+            circuit = GaugeMetricFamily(
+                "gemgate_channel_circuit_state",
+                "Each channel's circuit breaker: 0 closed, 1 half-open, 2 open.",
+                labels=("channel",),
+            )
+            for channel, state in m.channel_states():
+                circuit.add_metric((channel,), CIRCUIT_STATES.get(state, 0))
+            yield circuit
+
+
+def _histograms(name: str, doc: str, label: str, by: dict[str, _Histogram]) -> Metric:
+    family = HistogramMetricFamily(name, doc, labels=(label,))
+    for value, h in sorted(by.items()):
+        cumulative = 0
+        buckets = []
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), h.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        family.add_metric((value,), buckets, h.total)
+    return family

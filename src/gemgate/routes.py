@@ -1,86 +1,169 @@
-"""Path -> handler table for every door.
+"""The route table: (scope, method, path pattern) -> (door, operation), for HTTP and
+WebSocket alike. A door adds its paths here and nowhere else.
 
-Gemini paths are ``{prefix}/{version}/models/{model}:{method}`` where the model may contain
-``/`` (the method is split off at the LAST ``:``, also when sent as ``%3A``) and
-``{prefix}/{version}/models[/{model}]``. ``GET /v1/models`` is both Gemini's (version v1,
-empty prefix) and OpenAI's; a request carrying a Gemini-style key (``x-goog-api-key`` or
-``?key=``) is Gemini's, any other OpenAI's.
+Patterns are matched against the percent-decoded path (so ``%3A`` is a ``:`` and ``%2F`` a
+``/``). ``{version}`` is ``v1``, ``v1beta`` or ``v1alpha``; ``{model+}`` is one or more
+segments (model ids may contain ``/``); ``{model+}:{method}`` splits at the LAST ``:``.
+Gemini's paths are mounted under every configured path prefix (``""`` and ``/gemini``
+by default). ``GET /v1/models`` is both Gemini's (version v1, empty prefix) and OpenAI's:
+a request carrying a Gemini-style key (``x-goog-api-key`` or ``?key=``) is Gemini's.
+A path with a ``..`` segment is refused before any matching.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from gemgate.asgi import Request
 
-VERSIONS = frozenset({"v1beta", "v1", "v1alpha"})
+VERSIONS = ("v1beta", "v1", "v1alpha")
+GEMINI_METHODS = (
+    "generateContent",
+    "streamGenerateContent",
+    "countTokens",
+    "embedContent",
+    "batchEmbedContents",
+)
 
-Handler = Callable[..., Awaitable[None]]
+Guard = Callable[[Request], bool]
+
+
+def gemini_style(req: Request) -> bool:
+    return "x-goog-api-key" in req.headers or "key" in req.query
+
+
+def not_gemini_style(req: Request) -> bool:
+    return not gemini_style(req)
+
+
+_PARAM = re.compile(r"\{(\w+)(\+?)\}")
+_PARAM_RE = {
+    "version": "(?P<version>" + "|".join(VERSIONS) + ")",
+    "method": "(?P<method>[A-Za-z]+)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    scope: str  # "http" | "websocket"
+    method: str  # HTTP method ("GET", "POST", ...); "" for WebSocket
+    pattern: str
+    target: str  # a door's name, or one of the app's own handlers ("health", "admin", ...)
+    operation: str = ""
+    guard: Guard | None = None
+    gemini: bool = False  # mounted under every path prefix
+    regex: re.Pattern[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "regex", re.compile(_compile(self.pattern)))
+
+
+def _compile(pattern: str) -> str:
+    out = []
+    pos = 0
+    for m in _PARAM.finditer(pattern):
+        out.append(re.escape(pattern[pos : m.start()]))
+        name, rest = m.group(1), m.group(2)
+        out.append(_PARAM_RE.get(name) or (f"(?P<{name}>.+)" if rest else f"(?P<{name}>[^/]+)"))
+        pos = m.end()
+    out.append(re.escape(pattern[pos:]))
+    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    name: str  # handler name, e.g. "gemini.call"
+    route: Route
     params: dict[str, str]
 
+    @property
+    def target(self) -> str:
+        return self.route.target
 
-def _gemini(rest: str, http_method: str) -> Match | None:
-    """``rest`` is the path after the prefix, still percent-encoded."""
-    version, sep, tail = rest.lstrip("/").partition("/")
-    if version not in VERSIONS:
+    @property
+    def operation(self) -> str:
+        return self.route.operation
+
+
+def http(method: str, pattern: str, target: str, operation: str = "", **kw: object) -> Route:
+    return Route("http", method, pattern, target, operation, **kw)  # type: ignore[arg-type]
+
+
+def websocket(pattern: str, target: str, operation: str = "", **kw: object) -> Route:
+    return Route("websocket", "", pattern, target, operation, **kw)  # type: ignore[arg-type]
+
+
+ROUTES: tuple[Route, ...] = (
+    http("GET", "/healthz", "health"),
+    http("GET", "/readyz", "health"),
+    http("GET", "/metrics", "metrics"),
+    http("GET", "/admin/{path+}", "admin"),
+    http("POST", "/admin/{path+}", "admin"),
+    # --- OpenAI ---
+    http("POST", "/v1/chat/completions", "openai", "chat"),
+    http("POST", "/v1/embeddings", "openai", "embeddings"),
+    http("POST", "/v1/images/generations", "openai", "images.generations"),
+    http("POST", "/v1/images/edits", "openai", "images.edits"),
+    http("GET", "/v1/models", "openai", "models.list", guard=not_gemini_style),
+    http("GET", "/v1/models/{model+}", "openai", "models.get", guard=not_gemini_style),
+    # --- Gemini ---
+    http("POST", "/{version}/models/{model+}:{method}", "gemini", "model.call", gemini=True),
+    http("POST", "/{version}/models/{model+}", "gemini", "missing_method", gemini=True),
+    http("GET", "/{version}/models", "gemini", "models.list", gemini=True),
+    http("GET", "/{version}/models/", "gemini", "models.list", gemini=True),
+    http("GET", "/{version}/models/{model+}", "gemini", "models.get", gemini=True),
+)
+
+
+class RouteTable:
+    """Exact paths by dictionary lookup; patterned ones in table order."""
+
+    def __init__(self, routes: Iterable[Route], prefixes: Iterable[str]) -> None:
+        self._exact: dict[tuple[str, str, str], list[Route]] = {}
+        self._patterned: list[Route] = []
+        # Longest prefix first, so "/gemini/v1beta/..." is not read as prefix "".
+        ordered = sorted(set(prefixes), key=len, reverse=True)
+        for route in routes:
+            mounted = [route]
+            if route.gemini:
+                mounted = [
+                    Route(route.scope, route.method, p + route.pattern, route.target,
+                          route.operation, route.guard, gemini=False)
+                    for p in ordered
+                ]
+            for r in mounted:
+                if "{" in r.pattern:
+                    self._patterned.append(r)
+                else:
+                    self._exact.setdefault((r.scope, r.method, r.pattern), []).append(r)
+
+    def match(self, scope: str, method: str, path: str, req: Request | None = None) -> Match | None:
+        """The first route for this scope, method and (percent-decoded) path whose guard
+        passes; None when none does."""
+        for route in self._exact.get((scope, method, path), ()):
+            if route.guard is None or (req is not None and route.guard(req)):
+                return Match(route, {})
+        for route in self._patterned:
+            if route.scope != scope or route.method != method:
+                continue
+            m = route.regex.fullmatch(path)
+            if m is not None and (route.guard is None or (req is not None and route.guard(req))):
+                return Match(route, m.groupdict())
         return None
-    if not sep or tail == "models" or tail == "models/":
-        if tail.rstrip("/") == "models" and http_method == "GET":
-            return Match("gemini.list", {"version": version})
+
+    def allows(self, scope: str, path: str) -> list[str]:
+        """The methods some route takes on this path (for 405 answers)."""
+        found = {r.method for (s, _m, p), rs in self._exact.items() if s == scope and p == path for r in rs}
+        found |= {r.method for r in self._patterned if r.scope == scope and r.regex.fullmatch(path)}
+        return sorted(found)
+
+
+def decoded_path(raw: str) -> str | None:
+    """The path to match, percent-decoded once; None when a segment is ``..`` (or the path
+    smuggles a backslash)."""
+    path = unquote(raw)
+    if ".." in path.split("/") or "\\" in path:
         return None
-    if not tail.startswith("models/"):
-        return None
-    target = unquote(tail[len("models/") :])
-    if ".." in target.split("/") or "\\" in target:
-        return Match("bad_path", {"reason": "model id must not contain '..'"})
-    if http_method == "GET":
-        return Match("gemini.get", {"version": version, "model": target}) if target else None
-    if http_method != "POST":
-        return None
-    model, colon, method = target.rpartition(":")
-    if not colon or not model or not method:
-        return Match("gemini.missing_method", {"version": version, "model": target})
-    return Match("gemini.call", {"version": version, "model": model, "method": method})
-
-
-def _is_gemini_style(req: Request) -> bool:
-    return "x-goog-api-key" in req.headers or "key" in req.query
-
-
-OPENAI_ROUTES = {
-    ("POST", "/v1/chat/completions"): "openai.chat",
-    ("POST", "/v1/embeddings"): "openai.embeddings",
-    ("POST", "/v1/images/generations"): "openai.images_generate",
-    ("POST", "/v1/images/edits"): "openai.images_edit",
-    ("GET", "/v1/models"): "openai.list",
-}
-
-
-def match(req: Request, prefixes: tuple[str, ...]) -> Match | None:
-    path = req.path
-    if path in ("/healthz", "/readyz"):
-        return Match("health", {})
-    if path == "/metrics" and req.method == "GET":
-        return Match("metrics", {})
-    if path.startswith("/admin/"):
-        return Match("admin", {"path": path[len("/admin") :]})
-    openai = OPENAI_ROUTES.get((req.method, path))
-    if openai is not None and not (openai == "openai.list" and _is_gemini_style(req)):
-        return Match(openai, {})
-    if req.method == "GET" and path.startswith("/v1/models/") and not _is_gemini_style(req):
-        return Match("openai.get", {"model": unquote(path[len("/v1/models/") :])})
-    # Longest prefix first, so "/gemini/v1beta/..." is not read as prefix "".
-    for prefix in sorted(prefixes, key=len, reverse=True):
-        if prefix and not path.startswith(prefix + "/"):
-            continue
-        found = _gemini(path[len(prefix) :], req.method)
-        if found is not None:
-            return found
-    return None
+    return path

@@ -85,29 +85,61 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """How the attempt loop treats channels (see :mod:`gemgate.routing`)."""
+
+    first_token_timeout_s: float = 60.0  # a stream's first event must come by then
+    connect_timeout_s: float = 10.0
+    circuit_failures: int = 3  # consecutive failures that open a channel's circuit; 0: never
+    circuit_cooldown_s: float = 30.0  # open this long, then one probe request is let through
+    max_attempts: int = 6  # attempts per request, across channels and upstream keys
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSettings:
     name: str
     type: str
     base_url: str | None = None
     api_key: Secret | None = None
+    api_keys: tuple[Secret, ...] = ()  # a pool, used in turn; api_key alone is a pool of one
     headers: Mapping[str, str] = field(default_factory=dict)
     model_path: str | None = None
     n_ctx: int = 8192
     threads: int | None = None
     max_output_tokens: int = 1024
 
+    def key_pool(self) -> tuple[Secret, ...]:
+        """The upstream keys to use in turn (none for a provider that needs no key)."""
+        return self.api_keys or ((self.api_key,) if self.api_key is not None else ())
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """One way to serve a model: a provider and its name for the model, tried by ``priority``
+    (lowest first), and by ``weight`` among channels of the same priority."""
+
+    provider: str
+    upstream_model: str
+    priority: int = 0
+    weight: int = 1
+
 
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     id: str
-    provider: str
-    upstream_model: str
+    provider: str  # the first channel's provider
+    upstream_model: str  # the first channel's upstream model
     aliases: tuple[str, ...] = ()
     catalog: str | None = None  # the bundled catalog entry to take limits and prices from
     price: Mapping[str, Decimal] = field(default_factory=dict)
     display_name: str | None = None
     input_token_limit: int | None = None
     output_token_limit: int | None = None
+    channels: tuple[ChannelSettings, ...] = ()  # empty: one channel, provider + upstream_model
+    sticky: bool = False  # same key + same conversation start -> same channel while healthy
+
+    def all_channels(self) -> tuple[ChannelSettings, ...]:
+        return self.channels or (ChannelSettings(self.provider, self.upstream_model),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +149,7 @@ class Settings:
     redis: RedisSettings = RedisSettings()
     ledger: LedgerSettings = LedgerSettings()
     admin: AdminSettings = AdminSettings()
+    routing: RoutingSettings = RoutingSettings()
     providers: tuple[ProviderSettings, ...] = ()
     models: tuple[ModelSettings, ...] = ()
     source: str = "embedded default"
@@ -214,6 +247,12 @@ def _secret(value: str | None, where: str, env: Mapping[str, str]) -> Secret | N
     return Secret(value, "inline value")
 
 
+def _required_secret(value: str, where: str, env: Mapping[str, str]) -> Secret:
+    secret = _secret(value, where, env)
+    assert secret is not None
+    return secret
+
+
 def _decimal(value: Any, where: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ConfigError(f"{where} must be a decimal string such as \"0.30\" or an integer")
@@ -263,11 +302,19 @@ def _provider(t: _Table, env: Mapping[str, str]) -> ProviderSettings:
     headers = {k: v for k, v in headers_t.data.items()}
     if not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"{t.where}.headers values must be strings")
+    api_keys = tuple(
+        _required_secret(v, f"{t.where}.api_keys[{i}]", env)
+        for i, v in enumerate(t.str_list("api_keys"))
+    )
+    api_key = _secret(t.text("api_key"), f"{t.where}.api_key", env)
+    if api_key is not None and api_keys:
+        raise ConfigError(f"{t.where}: give either api_key or api_keys, not both")
     p = ProviderSettings(
         name=name,
         type=ptype,
         base_url=t.text("base_url"),
-        api_key=_secret(t.text("api_key"), f"{t.where}.api_key", env),
+        api_key=api_key,
+        api_keys=api_keys,
         headers=headers,
         model_path=t.text("model_path"),
         n_ctx=t.integer("n_ctx", 8192),
@@ -280,25 +327,59 @@ def _provider(t: _Table, env: Mapping[str, str]) -> ProviderSettings:
     return p
 
 
+def _channels(t: _Table, upstream_model: str) -> tuple[ChannelSettings, ...]:
+    raw = t.data.get("channels")
+    t.seen.add("channels")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{t.where}.channels must be a non-empty array of tables")
+    out = []
+    for i, entry in enumerate(raw):
+        c = _Table(entry, f"{t.where}.channels[{i}]")
+        provider = c.text("provider")
+        if not provider:
+            raise ConfigError(f"{c.where}.provider is required")
+        channel = ChannelSettings(
+            provider=provider,
+            upstream_model=c.text("upstream_model", upstream_model),
+            priority=c.integer("priority", 0),
+            weight=c.integer("weight", 1),
+        )
+        c.done()
+        if channel.weight < 1:
+            raise ConfigError(f"{c.where}.weight must be at least 1")
+        out.append(channel)
+    return tuple(out)
+
+
 def _model(t: _Table) -> ModelSettings:
     mid = t.text("id")
     if not mid:
         raise ConfigError(f"{t.where}.id is required")
+    upstream_model = t.text("upstream_model", mid)
+    channels = _channels(t, upstream_model)
     provider = t.text("provider")
+    if provider and channels:
+        raise ConfigError(f"{t.where}: give either provider or channels, not both")
+    if channels:
+        provider, upstream_model = channels[0].provider, channels[0].upstream_model
     if not provider:
-        raise ConfigError(f"{t.where}.provider is required")
+        raise ConfigError(f"{t.where}.provider (or channels) is required")
     price_t = t.table("price")
     price = {k: _decimal(v, f"{price_t.where}.{k}") for k, v in price_t.data.items()}
     m = ModelSettings(
         id=mid,
         provider=provider,
-        upstream_model=t.text("upstream_model", mid),
+        upstream_model=upstream_model,
         aliases=t.str_list("aliases"),
         catalog=t.text("catalog"),
         price=price,
         display_name=t.text("display_name"),
         input_token_limit=t.integer("input_token_limit"),
         output_token_limit=t.integer("output_token_limit"),
+        channels=channels,
+        sticky=t.flag("sticky", False),
     )
     t.done()
     if ".." in mid or mid.startswith("/") or mid.endswith("/"):
@@ -323,6 +404,7 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
     admin_t = root.table("admin")
     admin = AdminSettings(key=_secret(admin_t.text("key"), "admin.key", env))
     admin_t.done()
+    routing = _routing(root.table("routing"))
 
     root.seen.update({"providers", "models"})
     raw_providers = raw.get("providers", [])
@@ -341,6 +423,11 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
         raise ConfigError(f"provider name {sorted(dupes)[0]!r} is declared twice")
     public: dict[str, str] = {}
     for i, m in enumerate(models):
+        for j, channel in enumerate(m.channels):
+            if channel.provider not in names:
+                raise ConfigError(
+                    f"models[{i}].channels[{j}].provider {channel.provider!r} is not a declared provider"
+                )
         if m.provider not in names:
             raise ConfigError(f"models[{i}].provider {m.provider!r} is not a declared provider")
         for public_id in (m.id, *m.aliases):
@@ -353,7 +440,27 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
         redis=redis,
         ledger=ledger,
         admin=admin,
+        routing=routing,
         providers=providers,
         models=models,
         source=source,
     )
+
+
+def _routing(t: _Table) -> RoutingSettings:
+    d = RoutingSettings()
+    r = RoutingSettings(
+        first_token_timeout_s=t.number("first_token_timeout_s", d.first_token_timeout_s),
+        connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s),
+        circuit_failures=t.integer("circuit_failures", d.circuit_failures),
+        circuit_cooldown_s=t.number("circuit_cooldown_s", d.circuit_cooldown_s),
+        max_attempts=t.integer("max_attempts", d.max_attempts),
+    )
+    t.done()
+    if r.first_token_timeout_s <= 0 or r.connect_timeout_s <= 0:
+        raise ConfigError("routing timeouts must be positive")
+    if r.circuit_failures < 0 or r.circuit_cooldown_s < 0:
+        raise ConfigError("routing.circuit_failures and circuit_cooldown_s must not be negative")
+    if r.max_attempts < 1:
+        raise ConfigError("routing.max_attempts must be at least 1")
+    return r

@@ -14,6 +14,7 @@ to load. Media parts are counted with Google's published rules:
     PDF       258 tokens per page.
     text/*    (and JSON, XML, JavaScript, Python, ...) inline data: counted as text.
     fileData  a URI whose content is not readable here: a flat 258 tokens, with a note.
+              (An admission bound must not trust that: see :func:`reference_bound`.)
     other     inline data of an unknown type: a flat 258 DOCUMENT tokens, with a note.
 
 ``functionCall`` and ``functionResponse`` parts count the tokens of their JSON, and so do
@@ -21,10 +22,14 @@ the ``functionDeclarations`` of ``tools``; ``executableCode`` and ``codeExecutio
 count their code and output as text. Text counts add no BOS token and never parse
 special tokens (a prompt that contains ``<start_of_turn>`` is plain text).
 
-Tokenizing is blocking CPU work, so the server calls
-:meth:`TokenCounter.count_request_async`, which runs the count in a worker thread. A
-request that :func:`can_count_inline` approves (short text, no media) is cheap enough to
-count on the loop with :meth:`TokenCounter.count_request`; the caller decides.
+Tokenizing is blocking CPU work, so the server calls the ``*_async`` variants
+(:meth:`TokenCounter.count_request_async`, :meth:`TokenCounter.count_text_async`,
+:meth:`TokenCounter.bound_request_async`), which run in a worker thread. A request that
+:func:`can_count_inline` approves (short text, no media) is cheap enough to count on the
+loop with :meth:`TokenCounter.count_request`, and a text shorter than
+:data:`INLINE_TEXT_LIMIT` with :meth:`TokenCounter.count_text`; the caller decides.
+:meth:`TokenCounter.bound_request` never tokenizes (text, inline text files included, is
+bounded by its byte size); only its media parsing grows with the request's inline media.
 
 Long texts are tokenized in chunks of a few kilobytes, cut only where no vocabulary entry
 can span the cut, so the sum equals the count of the whole text while the cost stays
@@ -65,6 +70,7 @@ __all__ = [
     "decode_base64",
     "default_gguf_path",
     "image_tokens",
+    "reference_bound",
     "video_tokens",
 ]
 
@@ -304,6 +310,25 @@ def can_count_inline(request: Mapping[str, Any]) -> bool:
         return False
 
 
+def reference_bound(request: Mapping[str, Any], input_token_limit: int) -> int:
+    """A bound of the prompt's tokens that holds whatever the request names by reference.
+
+    A ``fileData`` part or a ``cachedContent`` is billed by the upstream at its full size,
+    which the gateway cannot read; the upstream refuses a prompt longer than the model's
+    input token limit, so that limit bounds such a prompt. 0 when the request names no
+    content by reference (its other bounds hold on their own).
+    """
+    inner = _unwrap(request)
+    if _field(inner, "cachedContent", "cached_content") or _field(
+        request, "cachedContent", "cached_content"
+    ):
+        return input_token_limit
+    for part in _all_parts(request):
+        if isinstance(part, Mapping) and _field(part, "fileData", "file_data") is not None:
+            return input_token_limit
+    return 0
+
+
 def _unwrap(request: Mapping[str, Any]) -> Mapping[str, Any]:
     # countTokens accepts {"generateContentRequest": {...}} as well as bare contents.
     inner = _field(request, "generateContentRequest", "generate_content_request")
@@ -482,23 +507,36 @@ class TokenCounter:
         """An upper bound of :meth:`count_request`, for any tokenizer, without tokenizing.
 
         Text counts one token per UTF-8 byte (no tokenizer makes a token of less than a
-        byte) plus :data:`TURN_OVERHEAD` per content for the model's own turn markers; media
-        follow the same rules as :meth:`count_request`. Costs microseconds, where exact
-        counting costs a tokenizer call per part.
+        byte), and so does text/* inline data (by its size, never decoded or tokenized),
+        plus :data:`TURN_OVERHEAD` per content for the model's own turn markers; other media
+        follow the same rules as :meth:`count_request`. Costs microseconds for text, where
+        exact counting costs a tokenizer call per part. Content named by reference is not
+        sized here: add :func:`reference_bound`.
         """
-        count = self._count_request(request, _utf8_len)
+        count = self._count_request(request, _utf8_len, bounding=True)
         turns = len(request.get("contents") or ()) + (1 if request.get("systemInstruction") else 0)
         overhead = TURN_OVERHEAD * max(turns, 1)
         by_modality = dict(count.by_modality)
         by_modality["TEXT"] += overhead
         return TokenCount(total=count.total + overhead, by_modality=by_modality, notes=count.notes)
 
-    def _count_request(self, request: Mapping[str, Any], count_text: Callable[[str], int]) -> TokenCount:
+    async def bound_request_async(self, request: Mapping[str, Any]) -> TokenCount:
+        """:meth:`bound_request` in a worker thread, for requests with large inline media
+        (decoding and parsing them is the only work that grows with their size)."""
+        return await asyncio.to_thread(self.bound_request, request)
+
+    def _count_request(
+        self,
+        request: Mapping[str, Any],
+        count_text: Callable[[str], int],
+        *,
+        bounding: bool = False,
+    ) -> TokenCount:
         counts = dict.fromkeys(MODALITIES, 0)
         notes: list[str] = []
         for part in _all_parts(request):
             if isinstance(part, Mapping):
-                self._count_part(part, counts, notes, count_text)
+                self._count_part(part, counts, notes, count_text, bounding)
         for tool in _tools(request):
             decls = _field(tool, "functionDeclarations", "function_declarations")
             if decls:
@@ -515,6 +553,7 @@ class TokenCounter:
         counts: dict[str, int],
         notes: list[str],
         count_text: Callable[[str], int],
+        bounding: bool,
     ) -> None:
         text = part.get("text")
         if isinstance(text, str):
@@ -535,7 +574,7 @@ class TokenCounter:
         inline = _field(part, "inlineData", "inline_data")
         if isinstance(inline, Mapping):
             metadata = _field(part, "videoMetadata", "video_metadata")
-            modality, tokens = self._inline_tokens(inline, metadata, notes)
+            modality, tokens = self._inline_tokens(inline, metadata, notes, bounding)
             counts[modality] += tokens
         file_data = _field(part, "fileData", "file_data")
         if isinstance(file_data, Mapping):
@@ -548,7 +587,7 @@ class TokenCounter:
             )
 
     def _inline_tokens(
-        self, inline: Mapping[str, Any], metadata: Any, notes: list[str]
+        self, inline: Mapping[str, Any], metadata: Any, notes: list[str], bounding: bool
     ) -> tuple[str, int]:
         mime = _field(inline, "mimeType", "mime_type")
         mime = mime if isinstance(mime, str) else ""
@@ -579,6 +618,9 @@ class TokenCounter:
                 return "IMAGE", IMAGE_TOKENS
             return "IMAGE", image_tokens(*size)
 
+        if bounding and _is_text_mime(base):
+            # One token per byte at most, for any tokenizer: no need to decode or count.
+            return "TEXT", approx_len if data is None else len(data)
         if data is None:
             data = decode_base64(encoded)
         if data is None:

@@ -27,8 +27,7 @@ from tests.fakes.gemini_upstream import FakeGemini
 from tests.gateway_process import GatewayProcess
 
 from gemgate.limits.memory import MemoryBudgets
-from gemgate.pipeline.compose import Pipeline
-from gemgate.pipeline.settle import Settler
+from gemgate.pipeline.admit import Admission
 from gemgate.tokens import TokenCounter, default_gguf_path
 
 PATH = f"/v1beta/models/{MODEL}:generateContent"
@@ -57,15 +56,15 @@ def new_key(gw: GatewayProcess, budget_usd: str) -> tuple[str, str]:
     return name, gw.create_key(name, "--budget-usd", budget_usd)
 
 
-def test_over_budget_is_429_until_topped_up(gw: GatewayProcess, fake_google: FakeGemini) -> None:
+def test_over_budget_is_402_until_topped_up(gw: GatewayProcess, fake_google: FakeGemini) -> None:
     # Worst case of this request: ~5 prompt tokens at the highest input rate plus 100 output
     # tokens at 2.50 USD/1M = 0.00025 USD, more than the 0.0001 USD budget.
     name, key = new_key(gw, "0.0001")
     headers = {"x-goog-api-key": key}
     resp = httpx.post(gw.base_url + PATH, json=body(3, 100), headers=headers, timeout=30)
-    assert resp.status_code == 429, resp.text
+    assert resp.status_code == 402, resp.text
     err = resp.json()["error"]
-    assert err["status"] == "RESOURCE_EXHAUSTED" and err["code"] == 429
+    assert err["status"] == "RESOURCE_EXHAUSTED" and err["code"] == 402
     quota = [d for d in err["details"] if d["@type"].endswith("google.rpc.QuotaFailure")]
     assert quota[0]["violations"][0]["subject"] == f"budget:{name}"
     assert name in err["message"]
@@ -114,19 +113,19 @@ def test_concurrent_requests_never_overspend(gw: GatewayProcess, fake_google: Fa
             # 200 at once, then smaller bursts until nothing more fits: the budget drains
             # to less than one reservation, and never below zero.
             responses = await burst(n)
-            assert sorted({r.status_code for r in responses}) == [200, 429]
+            assert sorted({r.status_code for r in responses}) == [200, 402]
             for _ in range(30):
                 more = await burst(40)
                 responses += more
-                if all(r.status_code == 429 for r in more):
+                if all(r.status_code == 402 for r in more):
                     return responses
             raise AssertionError("the budget never ran out")
 
     responses = asyncio.run(run())
     statuses = sorted({r.status_code for r in responses})
-    assert statuses == [200, 429], statuses
+    assert statuses == [200, 402], statuses
     accepted = [r for r in responses if r.status_code == 200]
-    refused = [r for r in responses if r.status_code == 429]
+    refused = [r for r in responses if r.status_code == 402]
     for r in refused:
         assert r.json()["error"]["details"][1]["violations"][0]["subject"] == f"budget:{name}"
 
@@ -159,7 +158,7 @@ def test_prompt_bound_from_body_size_holds() -> None:
     below the exact prompt count, however the text is escaped."""
     counter = TokenCounter(default_gguf_path())
     budgets = MemoryBudgets()
-    pipeline = Pipeline(budgets=budgets, settler=Settler(None, budgets), counter=counter)
+    pipeline = Admission(budgets=budgets, counter=counter)
     for text in ("hello", "é" * 50, "😀" * 40, "\\n\\t" * 30, "日本語のテキスト" * 20):
         request = {"systemInstruction": {"parts": [{"text": text}]},
                    "contents": [{"role": "user", "parts": [{"text": text}]}]}

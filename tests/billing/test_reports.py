@@ -250,7 +250,8 @@ def test_ledger_rows_store_times_as_sqlalchemy_does(tmp_path: Path) -> None:
     )}
     record.update(request_id="r1", key_id=None, key_name=None, model="m", provider="p", door="gemini",
                   method="generateContent", status="ok", estimated=False, interrupted=True, streamed=False,
-                  ttfb_ms=None, error=None, started_at=moment, finished_at=moment)
+                  ttfb_ms=None, error=None, started_at=moment, finished_at=moment, channel="p/m",
+                  upstream_key=None, attempts=1, failed_attempts=None)
 
     async def write() -> None:
         writer = LedgerWriter(engine)

@@ -9,16 +9,21 @@ from tests.fakes.gemini_upstream import FakeGemini
 from tests.gateway_process import GatewayProcess
 
 
-def client(gw: GatewayProcess, key: str, prefix: str = "/gemini") -> genai.Client:
-    return genai.Client(
-        api_key=key,
-        http_options={"api_version": "v1beta", "base_url": gw.base_url + prefix},
-    )
+def client(
+    gw: GatewayProcess, key: str, prefix: str = "/gemini", api_version: str | None = "v1beta"
+) -> genai.Client:
+    options: dict[str, str] = {"base_url": gw.base_url + prefix}
+    if api_version is not None:
+        options["api_version"] = api_version
+    return genai.Client(api_key=key, http_options=options)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["/gemini", ""])
+# v1beta under the /gemini prefix, and the SDK's own default (v1 since google-genai 3.x)
+# with no prefix.
+@pytest.fixture(params=[("/gemini", "v1beta"), ("", None)], ids=["gemini-v1beta", "default-v1"])
 def sdk(request: pytest.FixtureRequest, gateway: GatewayProcess, api_key: str) -> genai.Client:
-    return client(gateway, api_key, request.param)
+    prefix, version = request.param
+    return client(gateway, api_key, prefix, version)
 
 
 # --- through the fake Google upstream ------------------------------------------------------

@@ -242,31 +242,12 @@ def test_upstream_client_error_relayed(gateway: GatewayProcess, api_key: str, fa
     assert err["message"] == "Unable to process input image."
 
 
-def test_upstream_key_problem_never_leaks(gateway: GatewayProcess, api_key: str, fake_google: FakeGemini) -> None:
-    fake_google.script(
-        "gemini-2.5-flash",
-        status=400,
-        error={"code": 400, "message": f"API key not valid: {UPSTREAM_KEY}", "status": "INVALID_ARGUMENT",
-               "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]},
-    )
-    resp = post(gateway, "/v1beta/models/gemini-2.5-flash:generateContent", headers={"x-goog-api-key": api_key})
-    assert UPSTREAM_KEY not in resp.text
-    assert resp.status_code in (400, 502)
-
-
 @pytest.mark.parametrize("status,code,name", [(503, 503, "UNAVAILABLE"), (500, 502, "UNAVAILABLE"), (504, 504, "DEADLINE_EXCEEDED")])
 def test_upstream_failure_after_retries(gateway: GatewayProcess, api_key: str, fake_google: FakeGemini, status: int, code: int, name: str) -> None:
-    for _ in range(3):  # the first try and both retries fail
-        fake_google.script("gemini-2.5-flash", status=status, error={"code": status, "message": "boom", "status": "X"})
+    fake_google.script("gemini-2.5-flash", status=status, error={"code": status, "message": "boom", "status": "X"})
     resp = post(gateway, "/v1beta/models/gemini-2.5-flash:generateContent", headers={"x-goog-api-key": api_key})
     assert_google_error(resp, code, name)
     assert "Traceback" not in resp.text
-
-
-def test_upstream_retry_recovers(gateway: GatewayProcess, api_key: str, fake_google: FakeGemini) -> None:
-    fake_google.script("gemini-2.5-flash", status=503, error={"code": 503, "message": "overloaded", "status": "UNAVAILABLE"})
-    resp = post(gateway, "/v1beta/models/gemini-2.5-flash:generateContent", headers={"x-goog-api-key": api_key})
-    assert resp.status_code == 200
 
 
 # --- models ----------------------------------------------------------------------------------

@@ -229,8 +229,10 @@ class StreamGate:
 
 
 class FakeGemini:
-    def __init__(self, api_key: str = "upstream-secret-key") -> None:
+    def __init__(self, api_key: str = "upstream-secret-key", *more_keys: str) -> None:
+        """``api_key`` and ``more_keys`` are the keys this fake project accepts."""
         self.api_key = api_key
+        self.api_keys = frozenset({api_key, *more_keys})
         self._cond = threading.Condition()
         self._models: dict[str, JSON] = {}
         self._scripts: dict[str, deque[_Script]] = {}
@@ -456,7 +458,7 @@ class FakeGemini:
             return _json_error(403, "Method doesn't allow unregistered callers (callers without "
                                "established identity). Please use API Key or other form of API "
                                "consumer identity to call this API.")
-        if key != self.api_key:
+        if key not in self.api_keys:
             msg = "API key not valid. Please pass a valid API key."
             return _json_error(400, msg, [_error_info("API_KEY_INVALID"), {
                 "@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",

@@ -118,7 +118,7 @@ def test_refusal_names_the_budget() -> None:
         with pytest.raises(ResourceExhausted) as caught:
             await a.reserve(k, 6_001)
         body = caught.value.google_body()["error"]
-        assert body["code"] == 429 and body["status"] == "RESOURCE_EXHAUSTED"
+        assert body["code"] == 402 and body["status"] == "RESOURCE_EXHAUSTED"
         quota = body["details"][1]
         assert quota["@type"] == "type.googleapis.com/google.rpc.QuotaFailure"
         assert quota["violations"][0]["subject"] == "budget:key-1"

@@ -18,8 +18,8 @@ from gemgate.errors import (
     BadGateway,
     DeadlineExceeded,
     InvalidArgument,
-    ResourceExhausted,
     Unavailable,
+    UpstreamRateLimited,
     UpstreamRejected,
 )
 from gemgate.providers.base import Chunk, UpstreamCall
@@ -50,7 +50,7 @@ def run(
 ) -> T:
     async def main() -> T:
         provider = OpenAIProvider(
-            "oa", fake.base_url, fake.api_key if api_key is None else api_key, **kw
+            "oa", fake.base_url, (fake.api_key if api_key is None else api_key,), **kw
         )
         await provider.start()
         try:
@@ -334,7 +334,7 @@ def test_unknown_model_is_not_found(fake: FakeOpenAI) -> None:
 
 @pytest.mark.parametrize(
     ("status", "error_type"),
-    [(429, ResourceExhausted), (500, BadGateway), (503, Unavailable), (504, DeadlineExceeded)],
+    [(429, UpstreamRateLimited), (500, BadGateway), (503, Unavailable), (504, DeadlineExceeded)],
 )
 def test_server_errors(fake: FakeOpenAI, status: int, error_type: type[Exception]) -> None:
     fake.script(status=status)
@@ -424,22 +424,35 @@ def test_embed(fake: FakeOpenAI) -> None:
     assert len(embeddings) == 2 and embeddings[1]["values"][:4] == values
 
 
-def test_forward_raw(fake: FakeOpenAI) -> None:
+def passthrough(raw: bytes, model: str = MODEL, stream: bool = False) -> UpstreamCall:
+    method: Any = "streamGenerateContent" if stream else "generateContent"
+    return UpstreamCall(
+        model=MODEL, method=method, request={}, raw=raw, protocol="openai.chat", client_model=model
+    )
+
+
+def test_passthrough_forwards_the_original_bytes(fake: FakeOpenAI) -> None:
     raw = json.dumps(
         {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "x_future": 1}
     ).encode()
-    status, body = run(fake, lambda p: p.forward_raw("/chat/completions", raw))
-    assert status == 200
-    assert json.loads(body)["choices"][0]["message"]["content"] == "echo: hi"
+    reply = run(fake, lambda p: p.generate(passthrough(raw)))
+    assert reply.protocol == "openai.chat"
+    assert json.loads(reply.body)["choices"][0]["message"]["content"] == "echo: hi"
+    assert reply.usage is not None and reply.usage["promptTokenCount"] == 1
     assert fake.requests[-1].raw == raw
 
     with pytest.raises(BadGateway):
-        run(fake, lambda p: p.forward_raw("/chat/completions", raw), api_key="wrong")
-    with pytest.raises(InvalidArgument):
-        run(fake, lambda p: p.forward_raw("../admin", raw))
+        run(fake, lambda p: p.generate(passthrough(raw)), api_key="wrong")
 
 
-def test_forward_raw_stream(fake: FakeOpenAI) -> None:
+def test_passthrough_names_the_upstream_model(fake: FakeOpenAI) -> None:
+    raw = json.dumps({"model": "public-alias", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    run(fake, lambda p: p.generate(passthrough(raw, model="public-alias")))
+    sent = json.loads(fake.requests[-1].raw)
+    assert sent["model"] == MODEL and sent["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_passthrough_stream_relays_events_byte_for_byte(fake: FakeOpenAI) -> None:
     raw = json.dumps(
         {
             "model": MODEL,
@@ -449,23 +462,26 @@ def test_forward_raw_stream(fake: FakeOpenAI) -> None:
         }
     ).encode()
 
-    async def scenario(p: OpenAIProvider) -> list[bytes]:
-        return [event async for event in p.forward_raw_stream("chat/completions", raw)]
+    async def scenario(p: OpenAIProvider) -> list[Chunk]:
+        return [chunk async for chunk in p.stream(passthrough(raw, stream=True))]
 
-    events = run(fake, scenario)
+    chunks = run(fake, scenario)
+    events = [c.body for c in chunks]
     assert fake.requests[-1].raw == raw
+    assert all(c.protocol == "openai.chat" for c in chunks)
     assert all(e.startswith(b"data: ") and e.endswith(b"\n\n") for e in events)
-    assert events[-1] == b"data: [DONE]\n\n"
+    assert events[-1] == b"data: [DONE]\n\n" and chunks[-1].finishing is True
     usage = json.loads(events[-2][6:])
     assert usage["choices"] == [] and usage["usage"]["prompt_tokens"] == 2
+    assert chunks[-2].usage is not None and chunks[-2].usage["promptTokenCount"] == 2
     text = "".join(
         (json.loads(e[6:])["choices"][0]["delta"].get("content") or "") for e in events[:-2]
     )
-    assert text == "echo: a b"
+    assert text == "echo: a b" == "".join(c.text for c in chunks)
 
 
 def test_not_started() -> None:
-    provider = OpenAIProvider("oa", "http://127.0.0.1:9/v1", "k")
+    provider = OpenAIProvider("oa", "http://127.0.0.1:9/v1", ("k",))
     with pytest.raises(Exception, match="not started"):
         asyncio.run(provider.generate(call()))
 

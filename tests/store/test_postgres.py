@@ -247,7 +247,7 @@ def test_one_budget_shared_by_both_replicas(
 
     responses = asyncio.run(run())
     accepted = [r for r in responses if r.status_code == 200]
-    refused = [r for r in responses if r.status_code == 429]
+    refused = [r for r in responses if r.status_code == 402]
     assert len(accepted) + len(refused) == n and accepted and refused
     # All arrived together, so the admitted reservations were all held at once: together
     # the two replicas admitted no more than one budget holds.

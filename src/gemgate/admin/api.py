@@ -5,21 +5,23 @@
 numbers, as ``gemgate usage --format json``; every cost both as ``cost_nanos`` and as a
 decimal ``cost_usd`` string.
 
-The admin key is sent as ``Authorization: Bearer KEY`` or ``x-goog-api-key: KEY``. Errors
-use Google's envelope: no key 401 UNAUTHENTICATED, a wrong key 403 PERMISSION_DENIED, a bad
-parameter 400 INVALID_ARGUMENT naming it.
+The admin key is sent as ``Authorization: Bearer KEY`` or ``x-goog-api-key: KEY`` (never
+in the URL), and checked by :class:`~gemgate.admin.guard.AdminGuard`. Errors use Google's
+envelope: no key 401 UNAUTHENTICATED, a wrong key 403 PERMISSION_DENIED, too many refused
+keys from one address 429 RESOURCE_EXHAUSTED, a bad parameter 400 INVALID_ARGUMENT naming
+it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
+from gemgate.admin.guard import AdminGuard
 from gemgate.asgi import Request, Send, send_json
 from gemgate.billing import format_usd
 from gemgate.errors import (
@@ -28,8 +30,6 @@ from gemgate.errors import (
     InvalidArgument,
     MethodNotAllowed,
     NotFound,
-    PermissionDenied,
-    Unauthenticated,
 )
 from gemgate.store import usage as usage_store
 
@@ -44,16 +44,6 @@ def usage_rows(engine: Engine, **filters: Any) -> list[dict[str, Any]]:
     for row in rows:
         row["cost_usd"] = format_usd(row["cost_nanos"])
     return rows
-
-
-def _presented_key(req: Request) -> str | None:
-    auth = req.headers.get("authorization")
-    if auth is not None:
-        scheme, _, value = auth.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    key = req.headers.get("x-goog-api-key")
-    return key.strip() if key and key.strip() else None
 
 
 def _when(query: dict[str, str], name: str) -> datetime | None:
@@ -73,12 +63,12 @@ class AdminApi:
         if not admin_key:
             raise ValueError("the admin key must not be empty")
         self._engine = engine
-        self._key = admin_key.encode()
+        self.guard = AdminGuard(admin_key)  # shared with the other admin endpoints
 
     async def handle(self, req: Request, send: Send, path: str) -> None:
         """Serve ``/admin{path}``."""
         try:
-            self._authenticate(req)
+            self.guard.check(req)
             if path.rstrip("/") != "/usage":
                 raise NotFound(f"The requested URL {req.path} was not found on this server.")
             if req.method != "GET":
@@ -91,17 +81,6 @@ class AdminApi:
             log.exception("admin request %s failed", req.path)
             err = Internal("Internal error while reading the ledger.")
             await send_json(send, err.code, err.google_body())
-
-    def _authenticate(self, req: Request) -> None:
-        presented = _presented_key(req)
-        if presented is None:
-            raise Unauthenticated(
-                "The admin API needs the admin key: send 'Authorization: Bearer KEY' or "
-                "'x-goog-api-key: KEY'.",
-                reason="ADMIN_KEY_MISSING",
-            )
-        if not hmac.compare_digest(presented.encode(), self._key):
-            raise PermissionDenied("The admin key is not valid.", reason="ADMIN_KEY_INVALID")
 
     async def _usage(self, query: dict[str, str]) -> list[dict[str, Any]]:
         for name in query:

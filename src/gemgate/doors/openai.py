@@ -1,302 +1,196 @@
 """The OpenAI door: chat/completions, models, embeddings and images, in OpenAI's protocol.
 
-Requests are translated into the canonical Gemini form (``gemgate.translate``) and run
-through the same pipeline as the Gemini door, so keys, budgets, the ledger and reports
-apply identically; each record says it came through the ``openai`` door. When the model's
-upstream itself speaks OpenAI, the client's original bytes are forwarded after validation
-(unknown fields survive) and usage is read from the upstream's answer.
+Requests are translated into the canonical Gemini form (:mod:`gemgate.translate`) and
+served like any other, so keys, budgets, channels, the ledger and reports apply
+identically; each record says it came through the ``openai`` door. The client's original
+chat bytes travel along: a channel whose upstream speaks OpenAI chat gets them unchanged
+(unknown fields survive) and its answer comes back as it was sent. A request carrying
+fields the translation does not know can be served only by such a channel.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from gemgate.asgi import (
-    JSON_TYPE,
-    SSE_TYPE,
-    Request,
-    Send,
-    send_bytes,
-    send_chunk,
-    send_json,
-    start_stream,
-    until_disconnect,
-)
-from gemgate.billing import format_usd
+from gemgate.asgi import SSE_TYPE, Request
 from gemgate.doors.openai_errors import openai_error_body, openai_status
+from gemgate.doors.openai_media import (
+    parse_embeddings,
+    parse_images,
+    render_embeddings,
+    render_images,
+)
 from gemgate.doors.remote_media import RemoteMedia
 from gemgate.doors.sse import SSE_DONE, sse_openai
-from gemgate.errors import GatewayError, InvalidArgument, NotFound, as_gateway_error
-from gemgate.pipeline.auth import KeyCache, extract_key
-from gemgate.pipeline.authorize import check_key, check_model, may_use
-from gemgate.pipeline.capabilities import check_capabilities
-from gemgate.pipeline.compose import Pipeline
-from gemgate.pipeline.context import RequestContext
-from gemgate.pipeline.route import Route, Router
-from gemgate.providers.base import Chunk, Reply, UpstreamCall
-from gemgate.translate import (
-    ChatStreamEncoder,
-    chat_to_gemini,
-    gemini_to_chat_response,
-    usage_to_gemini,
-)
+from gemgate.errors import GatewayError, InvalidArgument, NotFound
+from gemgate.pipeline.auth import extract_key
+from gemgate.pipeline.door import Answer, Endpoint, ModelEntry, ModelLookup
+from gemgate.translate import ChatStreamEncoder, chat_to_gemini, gemini_to_chat_response
 from gemgate.types import normalise, parse_json
+from gemgate.types.canonical import CanonicalRequest, Chunk
 from gemgate.types.validate import check_generate
 
+CHAT = "openai.chat"  # the wire protocol of chat/completions bodies
+# What admission needs of a chat request that only a same-protocol channel can serve.
 ADMISSION_FIELDS = frozenset(
     {"model", "messages", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options"}
 )
 
 
-def _delta_text(data: dict[str, Any]) -> str:
-    out = []
-    for choice in data.get("choices") or ():
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict):
-            for field in ("content", "reasoning_content"):
-                if isinstance(delta.get(field), str):
-                    out.append(delta[field])
-    return "".join(out)
+def _model_name(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidArgument.field("model", "you must provide a model parameter")
+    return model
 
 
-def _event_payload(event: bytes) -> bytes:
-    lines = [line[5:].lstrip(b" ") for line in event.splitlines() if line.startswith(b"data:")]
-    return b"\n".join(lines)
+def _canonical(body: dict[str, Any]) -> dict[str, Any]:
+    _model, translated = chat_to_gemini(body)
+    request = normalise("GenerateContentRequest", translated)
+    check_generate(request)
+    return request
+
+
+class ChatStream:
+    """Canonical chunks become ``chat.completion.chunk`` events ending in ``[DONE]``;
+    passthrough events go out exactly as the upstream framed them."""
+
+    content_type = SSE_TYPE
+
+    def __init__(self, encoder: ChatStreamEncoder) -> None:
+        self._encoder = encoder
+        self._usage: dict[str, Any] | None = None
+        self._passthrough = False
+
+    def chunk(self, chunk: Chunk) -> bytes:
+        if chunk.protocol == CHAT:
+            self._passthrough = True
+            return chunk.body
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        return b"".join(sse_openai(orjson.dumps(out)) for out in self._encoder.feed(chunk.json()))
+
+    def end(self) -> bytes:
+        if self._passthrough:
+            return b""
+        tail = self._encoder.finish(self._usage)
+        return b"".join(sse_openai(orjson.dumps(out)) for out in tail) + SSE_DONE
+
+    def error(self, err: GatewayError) -> bytes:
+        return sse_openai(orjson.dumps(openai_error_body(err)))
 
 
 class OpenAIDoor:
-    def __init__(
-        self,
-        *,
-        keys: KeyCache,
-        router: Router,
-        pipeline: Pipeline,
-        max_body: int,
-        allow_remote_media: bool = False,
-    ) -> None:
-        self._keys = keys
-        self._router = router
-        self._pipeline = pipeline
-        self._max_body = max_body
+    name = "openai"
+
+    def __init__(self, *, allow_remote_media: bool = False) -> None:
         self._media = RemoteMedia(enabled=allow_remote_media)
 
-    async def handle(self, name: str, req: Request, send: Send, params: dict[str, str]) -> None:
-        method = name.removeprefix("openai.")
-        ctx = RequestContext(door="openai", method=method, client_ip=req.client_ip)
+    def credential(self, req: Request) -> str | None:
+        return extract_key(req.headers, req.query)
+
+    async def parse(
+        self, req: Request, endpoint: Endpoint, body: bytes, lookup: ModelLookup
+    ) -> CanonicalRequest:
+        op = endpoint.operation
+        if op == "chat":
+            return self._chat(body)
+        if op == "embeddings":
+            return parse_embeddings(_object(body))
+        if op in ("images.generations", "images.edits"):
+            return parse_images(req, body, lookup, edit=op == "images.edits")
+        raise NotFound(f"Unknown endpoint {op}.")
+
+    def _chat(self, raw: bytes) -> CanonicalRequest:
+        body = _object(raw)
+        model = _model_name(body)
+        untranslated: InvalidArgument | None = None
         try:
-            await self._authenticate(req, ctx)
-            if method == "chat":
-                ctx.method = "chat.completions"
-                await self._chat(req, send, ctx)
-            elif method == "list":
-                await self._list(send, ctx)
-            elif method == "get":
-                await self._get(send, ctx, params["model"])
-            else:
-                from gemgate.doors.openai_media import handle_media
-
-                await handle_media(self, method, req, send, ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await self.send_error(send, ctx, exc)
-
-    # --- shared stages -----------------------------------------------------------------------
-
-    async def _authenticate(self, req: Request, ctx: RequestContext) -> None:
-        ctx.key = await self._keys.authenticate(extract_key(req.headers, req.query))
-        check_key(ctx.key, req.client_ip)
-
-    def route(self, ctx: RequestContext, model: Any, method: str) -> Route:
-        if not isinstance(model, str) or not model:
-            raise InvalidArgument.field("model", "you must provide a model parameter")
-        assert ctx.key is not None
-        found = self._router.find(model.removeprefix("models/"))
-        if found is None or not may_use(ctx.key, found.model_id):
-            if found is not None:
-                check_model(ctx.key, found.model_id)
-            raise NotFound(f"The model `{model}` does not exist or you do not have access to it.", reason="model_not_found")
-        if not found.info.supports(method):
-            raise InvalidArgument.field("model", f"model {model} does not support {method}")
-        ctx.route = found
-        return found
-
-    async def body(self, req: Request) -> dict[str, Any]:
-        data = parse_json(await req.body(self._max_body))
-        if not isinstance(data, dict):
-            raise InvalidArgument("The request body must be a JSON object.")
-        return data
-
-    @property
-    def pipeline(self) -> Pipeline:
-        return self._pipeline
-
-    @property
-    def media(self) -> RemoteMedia:
-        return self._media
-
-    @property
-    def max_body(self) -> int:
-        return self._max_body
-
-    async def send_error(self, send: Send, ctx: RequestContext, exc: BaseException) -> None:
-        err = as_gateway_error(exc, ctx.request_id)
-        headers = [(b"x-gemgate-request-id", ctx.request_id.encode()), *err.headers()]
-        status = openai_status(err)
-        if self._pipeline.metrics is not None:
-            self._pipeline.metrics.reject("openai", status)
-        await send_json(send, status, openai_error_body(err), headers)
-
-    # --- models ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _model(route: Route) -> dict[str, Any]:
-        return {"id": route.model_id, "object": "model", "created": 0, "owned_by": route.provider_name}
-
-    async def _list(self, send: Send, ctx: RequestContext) -> None:
-        assert ctx.key is not None
-        key = ctx.key
-        data = [self._model(r) for r in self._router.routes() if may_use(key, r.model_id)]
-        await send_json(send, 200, {"object": "list", "data": data})
-
-    async def _get(self, send: Send, ctx: RequestContext, model: str) -> None:
-        route = self.route(ctx, model, "countTokens")
-        await send_json(send, 200, self._model(route))
-
-    # --- chat --------------------------------------------------------------------------------
-
-    async def _chat(self, req: Request, send: Send, ctx: RequestContext) -> None:
-        raw = await req.body(self._max_body)
-        body = parse_json(raw)
-        if not isinstance(body, dict):
-            raise InvalidArgument("The request body must be a JSON object.")
-        route = self.route(ctx, body.get("model"), "generateContent")
-        passthrough = route.provider_type == "openai"
-        # A same-protocol upstream gets the original bytes, unknown fields and all; the
-        # canonical form is then needed only to admit the request (prompt, output bound).
-        model, translated = chat_to_gemini(
-            {k: v for k, v in body.items() if k in ADMISSION_FIELDS} if passthrough else body
-        )
-        request = normalise("GenerateContentRequest", translated)
-        check_generate(request)
-        check_capabilities(route.info, request)
-        await self._media.resolve(request)
+            request = _canonical(body)
+        except InvalidArgument as exc:
+            # Perhaps a field only an OpenAI upstream knows: admit on what is understood,
+            # and let only a channel that takes the original bytes serve it.
+            untranslated = exc
+            request = _canonical({k: v for k, v in body.items() if k in ADMISSION_FIELDS})
         stream = bool(body.get("stream"))
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        call = UpstreamCall(
-            model=route.upstream_model,
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        return CanonicalRequest(
+            model=model.removeprefix("models/"),
             method="streamGenerateContent" if stream else "generateContent",
-            request=request,
-            request_id=ctx.request_id,
+            body=request,
+            protocol=CHAT,
+            raw=raw,
             client_bytes=len(raw),
+            untranslated=untranslated,
+            prepare=self._media.resolve if _names_remote_media(request) else None,
+            options={"model": model, "include_usage": include_usage, "created": int(time.time())},
         )
-        forward = raw
-        if passthrough and route.upstream_model != model:
-            forward = orjson.dumps({**body, "model": route.upstream_model})
-        created = int(time.time())
-        if not stream:
-            invoke = (lambda: self._forward(route, forward)) if passthrough else None
-            reply, metered = await self._pipeline.generate(ctx, route, call, invoke=invoke)
-            headers = [
-                (b"x-gemgate-request-id", ctx.request_id.encode()),
-                (b"x-gemgate-cost-usd", format_usd(metered.cost_nanos).encode()),
-            ]
-            if passthrough:
-                await send_bytes(send, 200, reply.body, JSON_TYPE, headers)
-            else:
-                answer = gemini_to_chat_response(reply.json(), model=model, request_id=f"chatcmpl-{ctx.request_id}", created=created)
-                await send_json(send, 200, answer, headers)
-            return
-        source = self._forward_stream(route, forward) if passthrough else None
-        chunks = self._pipeline.stream(ctx, route, call, source=source)
-        encoder = None if passthrough else ChatStreamEncoder(model, f"chatcmpl-{ctx.request_id}", created, include_usage)
-        await self._stream(req, send, ctx, chunks, encoder)
 
-    async def _forward(self, route: Route, raw: bytes) -> Reply:
-        _status, body = await route.provider.forward_raw("chat/completions", raw)  # type: ignore[attr-defined]
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = {}
-        usage = data.get("usage") if isinstance(data, dict) else None
-        return Reply(body=body, data=data if isinstance(data, dict) else {}, usage=usage_to_gemini(usage) if isinstance(usage, dict) else None)
+    def render(self, creq: CanonicalRequest, request_id: str, answers: Sequence[Answer]) -> bytes:
+        kind = creq.options.get("kind")
+        if kind == "embeddings":
+            return orjson.dumps(render_embeddings(creq, answers[0]))
+        if kind == "images":
+            return orjson.dumps(render_images(answers))
+        reply = answers[0].reply
+        if reply.protocol == CHAT:
+            return reply.body
+        answer = gemini_to_chat_response(
+            reply.json(),
+            model=creq.options["model"],
+            request_id=f"chatcmpl-{request_id}",
+            created=creq.options["created"],
+        )
+        return orjson.dumps(answer)
 
-    async def _forward_stream(self, route: Route, raw: bytes) -> AsyncIterator[Chunk]:
-        events = route.provider.forward_raw_stream("chat/completions", raw)  # type: ignore[attr-defined]
-        try:
-            async for event in events:
-                payload = _event_payload(event)
-                if not payload:
-                    continue
-                if payload == b"[DONE]":
-                    yield Chunk(body=event, data={}, finishing=True)
-                    continue
-                try:
-                    data = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    continue
-                if not isinstance(data, dict):
-                    continue
-                usage = data.get("usage")
-                yield Chunk(
-                    body=event,
-                    data=data,
-                    usage=usage_to_gemini(usage) if isinstance(usage, dict) else None,
-                    text=_delta_text(data),
-                    finishing=False,
+    def encoder(self, creq: CanonicalRequest, request_id: str) -> ChatStream:
+        o = creq.options
+        return ChatStream(
+            ChatStreamEncoder(o["model"], f"chatcmpl-{request_id}", o["created"], o["include_usage"])
+        )
+
+    def render_error(self, err: GatewayError) -> tuple[int, bytes]:
+        if isinstance(err, NotFound) and "model" in err.metadata:
+            err = NotFound(
+                f"The model `{err.metadata['model']}` does not exist or you do not have access to it.",
+                reason="model_not_found",
+            )
+        return openai_status(err), orjson.dumps(openai_error_body(err))
+
+    def render_models(
+        self, endpoint: Endpoint, req: Request, models: Sequence[ModelEntry]
+    ) -> dict[str, Any]:
+        if endpoint.operation == "models.get":
+            if not models:
+                model = endpoint.params["model"]
+                raise NotFound(
+                    f"The model `{model}` does not exist or you do not have access to it.",
+                    reason="model_not_found",
                 )
-        finally:
-            await events.aclose()
+            return _model(models[0])
+        return {"object": "list", "data": [_model(m) for m in models]}
 
-    async def _stream(
-        self,
-        req: Request,
-        send: Send,
-        ctx: RequestContext,
-        chunks: AsyncGenerator[Chunk, None],
-        encoder: ChatStreamEncoder | None,
-    ) -> None:
-        try:
-            await until_disconnect(req.receive, self._relay(send, ctx, chunks, encoder))
-        finally:
-            await chunks.aclose()
 
-    async def _relay(
-        self, send: Send, ctx: RequestContext, chunks: AsyncGenerator[Chunk, None], encoder: ChatStreamEncoder | None
-    ) -> None:
-        try:
-            first: Chunk | None = await chunks.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except GatewayError as exc:
-            await self.send_error(send, ctx, exc)
-            return
-        await start_stream(send, SSE_TYPE, [(b"x-gemgate-request-id", ctx.request_id.encode())])
-        last_usage: dict[str, Any] | None = None
-        try:
-            pending = first
-            while pending is not None:
-                if encoder is None:
-                    await send_chunk(send, pending.body)
-                else:
-                    if pending.usage is not None:
-                        last_usage = pending.usage
-                    for out in encoder.feed(pending.json()):
-                        await send_chunk(send, sse_openai(orjson.dumps(out)))
-                pending = await anext(chunks, None)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            err = as_gateway_error(exc, ctx.request_id)
-            await send_chunk(send, sse_openai(orjson.dumps(openai_error_body(err))), more=False)
-            return
-        if encoder is None:
-            await send_chunk(send, b"", more=False)
-            return
-        tail = b"".join(sse_openai(orjson.dumps(out)) for out in encoder.finish(last_usage))
-        await send_chunk(send, tail + SSE_DONE, more=False)
+def _model(entry: ModelEntry) -> dict[str, Any]:
+    return {"id": entry.id, "object": "model", "created": 0, "owned_by": entry.owner}
+
+
+def _names_remote_media(request: dict[str, Any]) -> bool:
+    """Whether any part names media by http(s) URL (fetched after admission)."""
+    return any(
+        str((part.get("fileData") or {}).get("fileUri", "")).startswith(("http://", "https://"))
+        for content in request.get("contents") or ()
+        for part in content.get("parts") or ()
+    )
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    data = parse_json(raw)
+    if not isinstance(data, dict):
+        raise InvalidArgument("The request body must be a JSON object.")
+    return data

@@ -1,4 +1,4 @@
-"""The OpenAI door's embeddings and images endpoints, served by the canonical pipeline.
+"""The OpenAI door's embeddings and images endpoints, as canonical requests and answers.
 
 ``/v1/embeddings`` becomes ``batchEmbedContents``; ``/v1/images/generations`` and
 ``/v1/images/edits`` (multipart) become ``generateContent`` on an image model with
@@ -8,25 +8,21 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import math
 import struct
 import time
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gemgate.asgi import Request, Send, send_json
-from gemgate.billing import format_usd
+from gemgate.asgi import Request
 from gemgate.catalog import CatalogModel
 from gemgate.errors import InvalidArgument
-from gemgate.pipeline.capabilities import check_capabilities
-from gemgate.pipeline.context import RequestContext, new_request_id
-from gemgate.providers.base import UpstreamCall
-
-if TYPE_CHECKING:
-    from gemgate.doors.openai import OpenAIDoor
+from gemgate.pipeline.door import Answer, ModelLookup
+from gemgate.types import parse_json
+from gemgate.types.canonical import CanonicalRequest
 
 EMBED_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
 IMAGE_FIELDS = frozenset(
@@ -38,29 +34,18 @@ NAMED_SIZES = {"256x256": None, "512x512": ("1:1", "512"), "1024x1024": ("1:1", 
                "1024x1536": ("2:3", "1K"), "1792x1024": ("16:9", "1K"), "1024x1792": ("9:16", "1K")}
 
 
-async def handle_media(door: OpenAIDoor, method: str, req: Request, send: Send, ctx: RequestContext) -> None:
-    if method == "embeddings":
-        ctx.method = "embeddings"
-        await _embeddings(door, req, send, ctx)
-    elif method in ("images_generate", "images_edit"):
-        ctx.method = "images.generations" if method == "images_generate" else "images.edits"
-        await _images(door, req, send, ctx, edit=method == "images_edit")
-    else:
-        raise InvalidArgument(f"unknown endpoint {method}")
-
-
-# --- embeddings --------------------------------------------------------------------------------
-
-
 def _float32_b64(values: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
 
 
-async def _embeddings(door: OpenAIDoor, req: Request, send: Send, ctx: RequestContext) -> None:
-    body = await door.body(req)
+def parse_embeddings(body: dict[str, Any]) -> CanonicalRequest:
+    """``/v1/embeddings`` -> ``batchEmbedContents``, one request per input string."""
     for name in body:
         if name not in EMBED_FIELDS:
             raise InvalidArgument.field(name, f"unrecognized request argument supplied: {name}")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidArgument.field("model", "you must provide a model parameter")
     inputs = body.get("input")
     if isinstance(inputs, str):
         texts = [inputs]
@@ -78,24 +63,38 @@ async def _embeddings(door: OpenAIDoor, req: Request, send: Send, ctx: RequestCo
     dims = body.get("dimensions")
     if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
         raise InvalidArgument.field("dimensions", "must be a positive integer")
-    route = door.route(ctx, body.get("model"), "embedContent")
+    public = model.removeprefix("models/")
     extra = {"outputDimensionality": dims} if dims else {}
-    request = {"requests": [
-        {"model": f"models/{route.upstream_model}", "content": {"parts": [{"text": t}]}, **extra} for t in texts
-    ]}
-    call = UpstreamCall(model=route.upstream_model, method="batchEmbedContents", request=request, request_id=ctx.request_id)
-    reply, metered = await door.pipeline.embed(ctx, route, call)
-    vectors = reply.json().get("embeddings") or []
+    request = {
+        "requests": [
+            {"model": f"models/{public}", "content": {"parts": [{"text": t}]}, **extra} for t in texts
+        ]
+    }
+    return CanonicalRequest(
+        model=public,
+        method="batchEmbedContents",
+        body=request,
+        protocol="openai.embeddings",
+        options={"kind": "embeddings", "format": fmt},
+    )
+
+
+def render_embeddings(creq: CanonicalRequest, answer: Answer) -> dict[str, Any]:
+    vectors = answer.reply.json().get("embeddings") or []
+    base64_out = creq.options["format"] == "base64"
     data = []
     for i, item in enumerate(vectors):
         values = [float(v) for v in (item or {}).get("values") or []]
-        data.append({"object": "embedding", "index": i, "embedding": _float32_b64(values) if fmt == "base64" else values})
-    tokens = metered.usage.prompt_total
-    answer = {"object": "list", "data": data, "model": route.model_id, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-    await send_json(send, 200, answer, [
-        (b"x-gemgate-request-id", ctx.request_id.encode()),
-        (b"x-gemgate-cost-usd", format_usd(metered.cost_nanos).encode()),
-    ])
+        data.append(
+            {"object": "embedding", "index": i, "embedding": _float32_b64(values) if base64_out else values}
+        )
+    tokens = answer.usage.prompt_total
+    return {
+        "object": "list",
+        "data": data,
+        "model": creq.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -175,13 +174,20 @@ def _multipart(req: Request, raw: bytes) -> tuple[dict[str, Any], list[tuple[str
     return fields, images
 
 
-async def _images(door: OpenAIDoor, req: Request, send: Send, ctx: RequestContext, *, edit: bool) -> None:
+def parse_images(
+    req: Request, raw: bytes, lookup: ModelLookup, *, edit: bool
+) -> CanonicalRequest:
+    """``/v1/images/generations`` and ``/v1/images/edits`` -> ``generateContent`` with
+    image output, ``n`` separate calls."""
     if edit:
-        fields, images = _multipart(req, await req.body(door.max_body))
+        fields, images = _multipart(req, raw)
         if not images:
             raise InvalidArgument.field("image", "at least one image is required")
     else:
-        fields, images = await door.body(req), []
+        data = parse_json(raw)
+        if not isinstance(data, dict):
+            raise InvalidArgument("The request body must be a JSON object.")
+        fields, images = data, []
     for name, value in fields.items():
         if name not in IMAGE_FIELDS:
             raise InvalidArgument.field(name, f"unrecognized request argument supplied: {name}")
@@ -195,45 +201,58 @@ async def _images(door: OpenAIDoor, req: Request, send: Send, ctx: RequestContex
     n = fields.get("n", 1)
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_IMAGES:
         raise InvalidArgument.field("n", f"must be between 1 and {MAX_IMAGES}")
-    route = door.route(ctx, fields.get("model"), "generateContent")
-    if "IMAGE" not in route.info.output_modalities:
-        raise InvalidArgument.field("model", f"model {route.model_id} does not generate images")
+    model = fields.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidArgument.field("model", "you must provide a model parameter")
+    public = model.removeprefix("models/")
     parts: list[dict[str, Any]] = [{"text": prompt}]
-    parts += [{"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}} for mime, data in images]
+    parts += [
+        {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}}
+        for mime, data in images
+    ]
     config: dict[str, Any] = {"responseModalities": ["IMAGE"]}
-    image_cfg = image_config(fields.get("size"), route.info)
-    if image_cfg:
-        config["imageConfig"] = image_cfg
+    info = lookup(public)
+    if info is not None:  # (an unknown model is refused when it is routed)
+        if "IMAGE" not in info.output_modalities:
+            raise InvalidArgument.field("model", f"model {info.id} does not generate images")
+        image_cfg = image_config(fields.get("size"), info)
+        if image_cfg:
+            config["imageConfig"] = image_cfg
     request = {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
-    check_capabilities(route.info, request)
+    return CanonicalRequest(
+        model=public,
+        method="generateContent",
+        body=request,
+        protocol="openai.images",
+        client_bytes=len(raw),
+        repeat=n,
+        options={"kind": "images"},
+    )
+
+
+def render_images(answers: Sequence[Answer]) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     totals = {"input_tokens": 0, "output_tokens": 0, "image_tokens": 0, "text_tokens": 0}
-    cost = 0
-    for i in range(n):
-        sub = ctx if i == 0 else dataclasses.replace(ctx, request_id=new_request_id())
-        call = UpstreamCall(model=route.upstream_model, method="generateContent", request=request, request_id=sub.request_id)
-        reply, metered = await door.pipeline.generate(sub, route, call)
-        cost += metered.cost_nanos
-        u = metered.usage
+    for answer in answers:
+        u = answer.usage
         totals["input_tokens"] += u.prompt_total
         totals["output_tokens"] += u.candidates_total + u.thoughts
         totals["image_tokens"] += u.prompt_image
         totals["text_tokens"] += u.prompt_text
-        out.extend(_images_of(reply.json()))
-    answer = {
+        out.extend(_images_of(answer.reply.json()))
+    return {
         "created": int(time.time()),
         "data": out,
         "usage": {
             "input_tokens": totals["input_tokens"],
             "output_tokens": totals["output_tokens"],
             "total_tokens": totals["input_tokens"] + totals["output_tokens"],
-            "input_tokens_details": {"text_tokens": totals["text_tokens"], "image_tokens": totals["image_tokens"]},
+            "input_tokens_details": {
+                "text_tokens": totals["text_tokens"],
+                "image_tokens": totals["image_tokens"],
+            },
         },
     }
-    await send_json(send, 200, answer, [
-        (b"x-gemgate-request-id", ctx.request_id.encode()),
-        (b"x-gemgate-cost-usd", format_usd(cost).encode()),
-    ])
 
 
 def _images_of(resp: dict[str, Any]) -> list[dict[str, Any]]:

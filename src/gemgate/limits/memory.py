@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gemgate.billing import format_usd
-from gemgate.errors import ResourceExhausted
+from gemgate.errors import BudgetExhausted, ResourceExhausted
 from gemgate.store.keys import KeyRecord
 
 # What begin_load returns and load takes: each key's settled total before the database read.
@@ -106,7 +106,8 @@ class MemoryBudgets:
 
 
 def budget_exhausted(key_name: str, needed: int, available: int) -> ResourceExhausted:
-    return ResourceExhausted.quota(
+    """402 RESOURCE_EXHAUSTED: retrying cannot help until the key is topped up."""
+    return BudgetExhausted.quota(
         f"budget:{key_name}",
         f"The budget of API key '{key_name}' cannot cover this request: it may cost up to "
         f"{format_usd(needed)} USD and {format_usd(available)} USD remains.",

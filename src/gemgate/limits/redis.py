@@ -11,6 +11,15 @@ Per key (``{prefix}:budget:{key_id}``) a hash holds ``budget`` (nanos, or ``none
 reservation is also kept by id, with a lease: a replica that dies between reserve and
 settle cannot hold its reservations forever; they lapse after ``lease_s``.
 
+An account Redis no longer holds (a restart without persistence, an eviction, a failover
+to a replica that missed writes) is never re-created from the key record the gateway read
+at its start, which may be long stale: the reservation finds no account, the spent amount
+is read afresh from the database (the key's committed costs, which the ledger adds in the
+same transaction as each usage record), and the account is seeded from it before the
+reservation is tried again. Costs settled while that read ran are added on top, as for a
+reload. Reservations that were in flight when the data was lost are gone with it; their
+costs still arrive when they settle.
+
 Reloading keys takes budget and spent from the database, which is authoritative for
 committed records, without touching ``reserved`` (other replicas' requests in flight).
 Spent as read from the database misses records committed after the read began, so the
@@ -32,9 +41,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from sqlalchemy import Engine
 
 from gemgate.errors import Unavailable
 from gemgate.limits.memory import Marks, Reservation, budget_exhausted, rate_limited
+from gemgate.store import keys as key_store
 from gemgate.store.keys import KeyRecord
 
 log = logging.getLogger("gemgate.budgets")
@@ -43,12 +54,14 @@ DEFAULT_LEASE_S = 3600.0
 SETTLE_RETRY_DELAYS = (0.05, 0.2, 0.5)
 
 # KEYS: account, reservations, expiries, registry
-# ARGV: nanos, budget to seed ("none" or nanos), spent to seed, reservation id, lease ms, key id
+# ARGV: nanos, budget to seed ("none" or nanos), spent to seed, reservation id, lease ms, key id,
+#       "1" to seed a missing account from these arguments, "0" to answer {-1, 0} instead
 _RESERVE = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local acct, res, exp = KEYS[1], KEYS[2], KEYS[3]
 local nanos = tonumber(ARGV[1])
 if redis.call('HEXISTS', acct, 'budget') == 0 then
+  if ARGV[7] == '0' then return {-1, 0} end
   local spent = tonumber(redis.call('HGET', acct, 'spent') or '0')
   redis.call('HSET', acct, 'budget', ARGV[2])
   if tonumber(ARGV[3]) > spent then redis.call('HSET', acct, 'spent', ARGV[3]) end
@@ -117,7 +130,24 @@ return #KEYS - 1
 """
 
 
+# KEYS: account, registry
+# ARGV: budget ("none" or nanos), spent in the database, settled mark, key id
+_SEED = """
+if redis.call('HEXISTS', KEYS[1], 'budget') == 1 then return 0 end
+local settled = tonumber(redis.call('HGET', KEYS[1], 'settled') or '0')
+local extra = settled - tonumber(ARGV[3])
+if extra < 0 then extra = settled end
+redis.call('HSET', KEYS[1], 'budget', ARGV[1], 'spent', ARGV[2])
+if extra > 0 then redis.call('HINCRBY', KEYS[1], 'spent', extra) end
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
+"""
+
+
 class RedisBudgets:
+    """``engine``: the database whose ledger re-seeds an account Redis lost. Without one,
+    a missing account is seeded from the key record given to :meth:`reserve`."""
+
     def __init__(
         self,
         url: str,
@@ -125,6 +155,7 @@ class RedisBudgets:
         prefix: str = "gemgate",
         lease_s: float = DEFAULT_LEASE_S,
         max_connections: int = 64,
+        engine: Engine | None = None,
     ) -> None:
         # Requests beyond the pool's size wait for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -136,6 +167,9 @@ class RedisBudgets:
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)
         self._load = self._redis.register_script(_LOAD)
+        self._seed = self._redis.register_script(_SEED)
+        self._engine = engine
+        self._seeding: dict[int, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # --- names -------------------------------------------------------------------------
@@ -192,11 +226,16 @@ class RedisBudgets:
     async def reserve(self, key: KeyRecord, nanos: int) -> Reservation:
         reservation = Reservation(key.id, nanos, secrets.token_hex(8))
         seed_budget = "none" if key.budget_nanos is None else str(key.budget_nanos)
+        # A key without a budget needs no spent amount: its account may be seeded at once.
+        from_record = "1" if self._engine is None or key.budget_nanos is None else "0"
+        args: list[str | int] = [
+            nanos, seed_budget, key.spent_nanos, reservation.id, self._lease_ms, key.id, from_record
+        ]
         try:
-            ok, available = await self._reserve(
-                keys=self._keys(key.id),
-                args=[nanos, seed_budget, key.spent_nanos, reservation.id, self._lease_ms, key.id],
-            )
+            ok, available = await self._reserve(keys=self._keys(key.id), args=args)
+            if ok == -1:  # Redis holds no account for the key: seed it from the ledger
+                await self._reseed(key)
+                ok, available = await self._reserve(keys=self._keys(key.id), args=args)
         except asyncio.CancelledError:
             # The script may have run: release whatever it reserved.
             self._in_background(self._settle_now(reservation, 0))
@@ -204,9 +243,34 @@ class RedisBudgets:
         except RedisError as exc:
             log.error("budget reservation failed: %s", exc)
             raise Unavailable("The budget store is unavailable; try again later.") from None
-        if not ok:
+        if ok != 1:
             raise budget_exhausted(key.name, nanos, max(int(available), 0))
         return reservation
+
+    async def _reseed(self, key: KeyRecord) -> None:
+        """Seed the key's lost account from the database, once however many requests ask."""
+        pending = self._seeding.get(key.id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._seed_from_ledger(key))
+            self._seeding[key.id] = pending
+            pending.add_done_callback(lambda _f: self._seeding.pop(key.id, None))
+        await asyncio.shield(pending)
+
+    async def _seed_from_ledger(self, key: KeyRecord) -> None:
+        assert self._engine is not None
+        acct = self.account(key.id)
+        mark = int(await self._redis.hget(acct, "settled") or 0)
+        try:
+            spent = await asyncio.to_thread(key_store.committed_spent, self._engine, key.id)
+        except Exception as exc:
+            log.error("re-seeding the budget of key %s: the database is unreachable: %s", key.id, exc)
+            raise Unavailable("The budget store is unavailable; try again later.") from None
+        budget = "none" if key.budget_nanos is None else str(key.budget_nanos)
+        if await self._seed(keys=[acct, self._registry], args=[budget, spent, mark, key.id]):
+            log.warning(
+                "budget account of key %s was missing in Redis; re-seeded from the ledger "
+                "(spent %s nanos)", key.id, spent,
+            )
 
     async def settle(self, reservation: Reservation, actual_nanos: int) -> None:
         """Release the reservation and add the actual cost. Never raises: if Redis stays

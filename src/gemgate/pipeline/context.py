@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gemgate.pipeline.route import Route
+    from gemgate.routing import Attempt, Channel
     from gemgate.store.keys import KeyRecord
 
 
@@ -29,6 +30,9 @@ class RequestContext:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     key: KeyRecord | None = None
     route: Route | None = None
+    channel: Channel | None = None  # the channel that answered (or was last tried)
+    upstream_key: str | None = None  # that attempt's upstream key label
+    attempts: list[Attempt] = field(default_factory=list)
     first_byte: float | None = None
     streamed: bool = False
 

@@ -1,14 +1,25 @@
-"""Metering: token usage by modality from what the upstream reported, or counted locally."""
+"""Metering: token usage by modality from what the upstream reported, or counted locally.
+
+Counting is for answers that report no usage (and streams cut before their usage came);
+large texts are counted off the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from gemgate.billing import Usage, cost_nanos
 from gemgate.catalog import Price
-from gemgate.providers.base import Chunk
 from gemgate.tokens import TokenCounter
+from gemgate.types.canonical import Chunk, Reply
+from gemgate.types.response import candidate_text
+
+# Texts longer than this are counted on a worker thread rather than on the event loop.
+INLINE_COUNT_CHARS = 32 * 1024
+# Bodies larger than this are parsed on a worker thread when their text must be counted.
+INLINE_PARSE_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -30,17 +41,32 @@ def estimated_metadata(prompt_tokens: int, output_tokens: int) -> dict[str, int]
     }
 
 
+async def count_text(counter: TokenCounter, text: str) -> int:
+    if len(text) <= INLINE_COUNT_CHARS:
+        return counter.count_text(text)
+    return await asyncio.to_thread(counter.count_text, text)
+
+
+async def reply_text(reply: Reply) -> str:
+    """The generated text of a canonical reply (parsed off the loop when it is large)."""
+    if reply.data is None and len(reply.body) > INLINE_PARSE_BYTES:
+        return await asyncio.to_thread(lambda: candidate_text(reply.json()))
+    return candidate_text(reply.json())
+
+
 class StreamMeter:
     """Follows a stream without keeping it: the last cumulative usage the upstream reported,
-    and a running local count of the relayed text for when it reports none."""
+    a running local count of the relayed text for when it reports none, and whether a
+    chunk finished the answer."""
 
-    __slots__ = ("_counter", "chunks", "last_usage", "relayed_tokens")
+    __slots__ = ("_counter", "chunks", "finished", "last_usage", "relayed_tokens")
 
     def __init__(self, counter: TokenCounter | None) -> None:
         self._counter = counter
         self.last_usage: dict[str, Any] | None = None
         self.relayed_tokens = 0
         self.chunks = 0
+        self.finished = False
 
     def see(self, chunk: Chunk) -> None:
         self.chunks += 1

@@ -1,8 +1,9 @@
-"""Routing: a public model id (or alias) to the provider and upstream model that serve it.
+"""Routing: a public model id (or alias) to the channels that serve it.
 
 Each deployed model is described by its bundled catalog entry (limits, capabilities,
 prices) with the config's overrides applied. A model the catalog does not know gets a
-plain description and no price until the config gives it one.
+plain description and no price until the config gives it one. Its channels are tried by
+the attempt loop in the order :class:`~gemgate.routing.Selector` gives.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from decimal import Decimal
 from gemgate.catalog import CatalogModel, Price
 from gemgate.errors import NotFound
 from gemgate.providers.base import Provider
-from gemgate.settings import ConfigError, ModelSettings
+from gemgate.routing import Channel, CircuitBreaker, KeyPool
+from gemgate.settings import ConfigError, ModelSettings, RoutingSettings
 
 log = logging.getLogger("gemgate.route")
 
@@ -25,15 +27,18 @@ ZERO_PRICE = Price(input=Decimal(0), output=Decimal(0))
 @dataclass(frozen=True, slots=True)
 class Route:
     model_id: str  # the public id clients use
-    provider: Provider
-    provider_name: str
-    provider_type: str
-    upstream_model: str
+    channels: tuple[Channel, ...]
     info: CatalogModel
+    sticky: bool = False
 
     @property
     def price(self) -> Price:
         return self.info.price
+
+    @property
+    def owner(self) -> str:
+        """The provider of the first channel, as OpenAI's ``owned_by`` shows it."""
+        return self.channels[0].provider_name
 
 
 def _describe(m: ModelSettings, catalog: Mapping[str, CatalogModel]) -> CatalogModel:
@@ -83,22 +88,36 @@ class Router:
     def build(
         cls,
         models: Iterable[ModelSettings],
-        providers: Mapping[str, tuple[Provider, str]],
+        providers: Mapping[str, tuple[Provider, KeyPool | None]],
         catalog: Mapping[str, CatalogModel],
+        routing: RoutingSettings | None = None,
     ) -> Router:
+        routing = routing or RoutingSettings()
         entries = []
         for m in models:
-            provider, ptype = providers[m.provider]
+            channels = []
+            for c in m.all_channels():
+                provider, keys = providers[c.provider]
+                channels.append(
+                    Channel(
+                        label=f"{c.provider}/{c.upstream_model}",
+                        provider=provider,
+                        provider_name=c.provider,
+                        upstream_model=c.upstream_model,
+                        priority=c.priority,
+                        weight=c.weight,
+                        keys=keys,
+                        health=CircuitBreaker(routing.circuit_failures, routing.circuit_cooldown_s),
+                    )
+                )
             route = Route(
-                model_id=m.id,
-                provider=provider,
-                provider_name=m.provider,
-                provider_type=ptype,
-                upstream_model=m.upstream_model,
-                info=_describe(m, catalog),
+                model_id=m.id, channels=tuple(channels), info=_describe(m, catalog), sticky=m.sticky
             )
             entries.append((route, m.aliases))
         return cls(entries)
+
+    def channels(self) -> list[tuple[Route, Channel]]:
+        return [(r, c) for r in self._ordered for c in r.channels]
 
     def resolve(self, model: str, method: str, version: str = "v1beta") -> Route:
         route = self._by_id.get(model)
@@ -106,7 +125,8 @@ class Router:
             raise NotFound(
                 f"models/{model} is not found for API version {version}, or is not supported "
                 f"for {method}. Call ListModels to see the list of available models and their "
-                "supported methods."
+                "supported methods.",
+                metadata={"model": model},
             )
         return route
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import orjson
 
 from gemgate.billing.ledger import LedgerWriter
 from gemgate.limits.memory import Reservation
@@ -39,13 +42,19 @@ class Outcome:
 
 def build_record(ctx: RequestContext, metered: Metered, outcome: Outcome) -> dict[str, Any]:
     route = ctx.route
+    channel = ctx.channel
     u = metered.usage
+    failed = [a.as_json() for a in ctx.attempts if a.error is not None]
     return {
         "request_id": ctx.request_id,
         "key_id": ctx.key.id if ctx.key else None,
         "key_name": ctx.key.name if ctx.key else None,
         "model": route.model_id if route else "",
-        "provider": route.provider_name if route else "",
+        "provider": channel.provider_name if channel else "",
+        "channel": channel.label if channel else None,
+        "upstream_key": ctx.upstream_key,
+        "attempts": len(ctx.attempts),
+        "failed_attempts": orjson.dumps(failed).decode() if failed else None,
         "door": ctx.door,
         "method": ctx.method,
         "status": outcome.status,
@@ -108,17 +117,10 @@ class Settler:
                     time.perf_counter() - ctx.started,
                 )
 
-    def settle_in_background(
-        self,
-        ctx: RequestContext,
-        reservation: Reservation | None,
-        metered: Metered,
-        outcome: Outcome,
-    ) -> None:
-        """Settle a request whose client has gone (nobody awaits it); survives cancellation."""
-        task = asyncio.get_running_loop().create_task(
-            self.settle(ctx, reservation, metered, outcome)
-        )
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a settlement nobody awaits (its client has gone); it survives cancellation
+        and is awaited at shutdown."""
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._done)
 

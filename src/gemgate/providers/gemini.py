@@ -1,54 +1,68 @@
 """Provider ``gemini``: Google AI Studio's generativelanguage REST API (or anything speaking it).
 
-The client's original request bytes are forwarded unchanged (the door has validated them),
-with the provider's own key and the upstream model name in the URL. Streams are read with
-``alt=sse`` and relayed event by event as they arrive.
+It speaks the canonical protocol: the client's original request bytes are forwarded
+unchanged when the door received Gemini (the door has validated them), with the attempt's
+upstream key and the upstream model name in the URL. Streams are read with ``alt=sse`` and
+relayed event by event as they arrive. It never retries: the attempt loop does.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 
-from gemgate.errors import BadGateway, DeadlineExceeded, GatewayError, upstream_error
+from gemgate.errors import (
+    BadGateway,
+    DeadlineExceeded,
+    GatewayError,
+    UpstreamUnreachable,
+    upstream_error,
+)
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
 from gemgate.providers.sse import sse_events
+from gemgate.types.canonical import GEMINI
 from gemgate.types.response import candidate_text
 
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
-RETRY_DELAYS = (0.1, 0.4)
+
+def retry_after_header(resp: aiohttp.ClientResponse) -> int | None:
+    value = resp.headers.get("retry-after", "")
+    return int(value) if value.isdigit() else None
 
 
 class GeminiProvider:
+    speaks = frozenset({GEMINI})
+
     def __init__(
         self,
         name: str,
         base_url: str,
-        api_key: str,
+        api_keys: tuple[str, ...] = (),
         *,
         headers: dict[str, str] | None = None,
         timeout: float = 600.0,
+        connect_timeout: float = 10.0,
         api_version: str = "v1beta",
     ) -> None:
         self.name = name
         self._base = base_url.rstrip("/") + f"/{api_version}/models/"
-        self._api_key = api_key
-        self._headers = {
-            "x-goog-api-key": api_key,
-            "content-type": "application/json",
-            **(headers or {}),
-        }
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout)
+        self._secrets = tuple(k for k in api_keys if k)
+        self._headers = {"content-type": "application/json", **(headers or {})}
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=timeout
+        )
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+            headers=self._headers,
         )
 
     async def aclose(self) -> None:
@@ -64,38 +78,38 @@ class GeminiProvider:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _error(self, status: int, body: bytes) -> GatewayError:
+    def _error(self, resp: aiohttp.ClientResponse, body: bytes) -> GatewayError:
         try:
             parsed: Any = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
             parsed = None
         if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
             parsed = parsed[0]  # JSON-array streams wrap their error in a list
-        return upstream_error(status, parsed, provider=self.name, secrets=(self._api_key,))
+        return upstream_error(
+            resp.status,
+            parsed,
+            provider=self.name,
+            secrets=self._secrets,
+            retry_after=retry_after_header(resp),
+        )
 
-    async def _post(self, url: str, body: bytes) -> aiohttp.ClientResponse:
-        """POST with retries on connection failures and 5xx, before any answer is relayed."""
-        attempt = 0
-        while True:
-            try:
-                resp = await self.session.post(url, data=body, headers=self._headers)
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                if attempt < len(RETRY_DELAYS):
-                    await asyncio.sleep(RETRY_DELAYS[attempt])
-                    attempt += 1
-                    continue
-                raise BadGateway(f"Upstream '{self.name}' could not be reached: {type(exc).__name__}") from None
-            except TimeoutError:
-                raise DeadlineExceeded(f"Upstream '{self.name}' timed out.") from None
-            if resp.status in RETRY_STATUSES and attempt < len(RETRY_DELAYS):
-                resp.release()
-                await asyncio.sleep(RETRY_DELAYS[attempt])
-                attempt += 1
-                continue
-            return resp
+    async def _post(self, url: str, body: bytes, call: UpstreamCall) -> aiohttp.ClientResponse:
+        credential = call.credential or (self._secrets[0] if self._secrets else None)
+        headers = {"x-goog-api-key": credential} if credential else None
+        try:
+            return await self.session.post(url, data=body, headers=headers)
+        except aiohttp.ConnectionTimeoutError:
+            raise UpstreamUnreachable(f"Upstream '{self.name}' did not accept a connection in time.") from None
+        except TimeoutError:
+            # The request was sent and no answer came in time: it may be being worked on.
+            raise DeadlineExceeded(f"Upstream '{self.name}' timed out.") from None
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamUnreachable(
+                f"Upstream '{self.name}' could not be reached: {type(exc).__name__}"
+            ) from None
 
-    async def _unary(self, model: str, method: str, body: bytes) -> Reply:
-        resp = await self._post(f"{self._base}{model}:{method}", body)
+    async def _unary(self, model: str, method: str, body: bytes, call: UpstreamCall) -> Reply:
+        resp = await self._post(f"{self._base}{model}:{method}", body, call)
         try:
             try:
                 data = await resp.read()
@@ -104,7 +118,7 @@ class GeminiProvider:
             except aiohttp.ClientError:
                 raise BadGateway(f"Upstream '{self.name}' broke off its answer.") from None
             if resp.status != 200:
-                raise self._error(resp.status, data)
+                raise self._error(resp, data)
             try:
                 parsed = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -116,15 +130,17 @@ class GeminiProvider:
         finally:
             resp.release()
 
+    @staticmethod
+    def _body(call: UpstreamCall) -> bytes:
+        return call.raw if call.raw is not None else orjson.dumps(call.request)
+
     # --- Provider --------------------------------------------------------------------------
 
     async def generate(self, call: UpstreamCall) -> Reply:
-        body = call.raw if call.raw is not None else orjson.dumps(call.request)
-        return await self._unary(call.model, "generateContent", body)
+        return await self._unary(call.model, "generateContent", self._body(call), call)
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
-        body = call.raw if call.raw is not None else orjson.dumps(call.request)
-        return await self._unary(call.model, "countTokens", body)
+        return await self._unary(call.model, "countTokens", self._body(call), call)
 
     async def embed(self, call: UpstreamCall) -> Reply:
         upstream_name = f"models/{call.model}"
@@ -133,20 +149,20 @@ class GeminiProvider:
             batch = {
                 "requests": [{**r, "model": upstream_name} for r in call.request.get("requests", [])]
             }
-            return await self._unary(call.model, "batchEmbedContents", orjson.dumps(batch))
+            return await self._unary(call.model, "batchEmbedContents", orjson.dumps(batch), call)
         if "model" in call.request:
             body = orjson.dumps({**call.request, "model": upstream_name})
         else:
-            body = call.raw if call.raw is not None else orjson.dumps(call.request)
-        return await self._unary(call.model, "embedContent", body)
+            body = self._body(call)
+        return await self._unary(call.model, "embedContent", body, call)
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
-        body = call.raw if call.raw is not None else orjson.dumps(call.request)
-        resp = await self._post(f"{self._base}{call.model}:streamGenerateContent?alt=sse", body)
+        url = f"{self._base}{call.model}:streamGenerateContent?alt=sse"
+        resp = await self._post(url, self._body(call), call)
         try:
             if resp.status != 200:
-                raise self._error(resp.status, await resp.read())
-            async for payload in sse_events(resp.content):
+                raise self._error(resp, await resp.read())
+            async for payload in sse_events(resp.content.iter_any()):
                 try:
                     data = orjson.loads(payload)
                 except orjson.JSONDecodeError:
@@ -154,12 +170,13 @@ class GeminiProvider:
                 if not isinstance(data, dict):
                     raise BadGateway(f"Upstream '{self.name}' sent an unexpected stream event.")
                 if "error" in data:
-                    status = data["error"].get("code", 500) if isinstance(data["error"], dict) else 500
+                    err = data["error"]
+                    status = err.get("code", 500) if isinstance(err, dict) else 500
                     raise upstream_error(
                         int(status) if isinstance(status, int) else 500,
                         data,
                         provider=self.name,
-                        secrets=(self._api_key,),
+                        secrets=self._secrets,
                     )
                 usage = data.get("usageMetadata")
                 yield Chunk(

@@ -1,22 +1,20 @@
 """Provider ``local``: a GGUF model run in-process with llama.cpp (default: Gemma 3 270M).
 
-Canonical Gemini requests become Gemma turn-format prompts::
-
-    <bos><start_of_turn>user\\n{text}<end_of_turn>\\n<start_of_turn>model\\n{text}<end_of_turn>\\n
-    ... <start_of_turn>model\\n
-
-Gemma has no system role, so ``systemInstruction`` is prepended to the first user turn.
-Template markers are single control tokens; client text is tokenized with control-token
-parsing off, so a client cannot forge turn markers. Anything the model cannot honour
-(non-text parts, tools, structured or non-text output, several candidates) is rejected
-with :class:`InvalidArgument` naming the field. Inference runs on the engine's worker
-thread (:mod:`gemgate.providers.local_engine`), never on the event loop.
+A conversation is prompted in the format the model knows (:mod:`.local_prompt`): with the
+chat template its GGUF carries, or, for a base model such as the bundled Gemma 3 270M,
+as a question-and-answer completion that stops at the end of the answer. Client text
+never becomes control tokens. Anything the model cannot honour (non-text parts, tools,
+structured or non-text output, several candidates) is rejected with
+:class:`InvalidArgument` naming the field. A request without ``maxOutputTokens`` gets the
+provider's default cap. Inference runs on the engine's worker thread
+(:mod:`gemgate.providers.local_engine`), never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 from collections.abc import AsyncGenerator
@@ -25,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from gemgate.errors import Internal, InvalidArgument, NotFound
+from gemgate.errors import Internal, InvalidArgument, NotFound, Unavailable
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
 from gemgate.providers.local_engine import (
     EMBED_CTX,
@@ -35,17 +33,19 @@ from gemgate.providers.local_engine import (
     LlamaModel,
     PromptEvent,
     Sampling,
-    Segment,
     TextEvent,
     Worker,
     WorkerStats,
 )
+from gemgate.providers.local_prompt import Prompt, PromptFormat, Role, Turn, for_model
 
 # Part keys that carry no content of their own and may accompany a text part.
 _TEXT_PART_KEYS = frozenset(
     {"text", "thought", "thoughtSignature", "partMetadata", "mediaResolution"}
 )
 _MODALITY_TEXT = frozenset({"TEXT", "MODALITY_UNSPECIFIED", 0, 1})
+# The cap on an answer when a request sets none: a few seconds of generation on two cores.
+DEFAULT_MAX_OUTPUT_TOKENS = 256
 
 
 def default_model_path() -> Path:
@@ -69,6 +69,8 @@ def _default_threads() -> int:
 
 
 class LocalProvider:
+    speaks: frozenset[str] = frozenset()  # it translates the canonical form itself
+
     def __init__(
         self,
         name: str,
@@ -77,11 +79,14 @@ class LocalProvider:
         n_ctx: int = 8192,
         n_threads: int | None = None,
         model_name: str = "gemma-3-270m",
-        default_max_output: int = 1024,
+        default_max_output: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        prompt_format: PromptFormat | None = None,
     ) -> None:
+        """``prompt_format``: how conversations are prompted; default (None) as the GGUF's
+        metadata says, read when the model loads."""
         self.name = name
-        # Used when a request sets no maxOutputTokens: small models rarely stop on their own.
-        self.default_max_output = default_max_output
+        self.default_max_output = default_max_output  # when a request sets no maxOutputTokens
+        self.prompt_format = prompt_format
         self.model_path = Path(model_path)
         self.model_name = model_name
         self.n_ctx = n_ctx
@@ -103,6 +108,14 @@ class LocalProvider:
     async def start(self) -> None:
         """Load the model on its worker thread; returns when it is ready."""
         await self._gen.start()
+        model = self._gen.model
+        if self.prompt_format is None and model is not None:
+            self.prompt_format = for_model(
+                model.chat_template,
+                bos_token=model.bos_text,
+                eos_token=model.eos_text,
+                add_bos=model.add_bos,
+            )
 
     async def aclose(self) -> None:
         """Stop the workers (running and queued requests fail with UNAVAILABLE) and free
@@ -117,8 +130,7 @@ class LocalProvider:
     # -- generation
 
     async def generate(self, call: UpstreamCall) -> Reply:
-        segments, sampling = self._prepare(call.request)
-        job = self._gen.submit(GenerationJob(segments, sampling, self.model_name))
+        job = self._gen.submit(self._job(call.request))
         prompt = 0
         texts: list[str] = []
         end: EndEvent | None = None
@@ -142,8 +154,7 @@ class LocalProvider:
     async def stream(self, call: UpstreamCall) -> AsyncGenerator[Chunk, None]:
         """One chunk per decoded piece of text; the last one carries ``finishReason``.
         Closing the iterator cancels the generation."""
-        segments, sampling = self._prepare(call.request)
-        job = self._gen.submit(GenerationJob(segments, sampling, self.model_name))
+        job = self._gen.submit(self._job(call.request))
         response_id = _response_id()
         prompt = 0
         held: TextEvent | None = None  # sent once we know whether it is the last piece
@@ -280,26 +291,18 @@ class LocalProvider:
 
     # -- request -> prompt
 
-    def _prepare(self, req: dict[str, Any]) -> tuple[list[Segment], Sampling]:
+    def _job(self, req: dict[str, Any]) -> GenerationJob:
         self._check_unsupported(req)
         sampling = self._sampling(req.get("generationConfig"))
         system = self._system_text(req.get("systemInstruction"))
         turns = self._turns(req.get("contents"))
-        if system:
-            if turns and turns[0][0] == "user":
-                turns[0] = ("user", f"{system}\n\n{turns[0][1]}")
-            else:
-                turns.insert(0, ("user", system))
-        segments: list[Segment] = []
-        for role, text in turns:
-            segments += [
-                Segment("<start_of_turn>", special=True),
-                Segment(f"{role}\n{text}"),
-                Segment("<end_of_turn>", special=True),
-                Segment("\n"),
-            ]
-        segments += [Segment("<start_of_turn>", special=True), Segment("model\n")]
-        return segments, sampling
+        if self.prompt_format is None:
+            raise Unavailable(f"model {self.model_name} is not running")
+        prompt: Prompt = self.prompt_format.build(system, turns)
+        if prompt.stop:
+            stop = sampling.stop + tuple(s for s in prompt.stop if s not in sampling.stop)
+            sampling = dataclasses.replace(sampling, stop=stop)
+        return GenerationJob(prompt.segments, sampling, self.model_name, trim=prompt.trim)
 
     def _check_unsupported(self, req: dict[str, Any]) -> None:
         name = self.model_name
@@ -315,10 +318,11 @@ class LocalProvider:
                 "cachedContent", f"model {name} does not support cached content"
             )
 
-    def _turns(self, contents: Any) -> list[tuple[str, str]]:
+    def _turns(self, contents: Any) -> list[Turn]:
+        """The conversation as alternating turns (consecutive turns of a role are merged)."""
         if not isinstance(contents, list) or not contents:
             raise InvalidArgument.field("contents", "must be a non-empty list")
-        turns: list[tuple[str, str]] = []
+        turns: list[Turn] = []
         for i, content in enumerate(contents):
             if not isinstance(content, dict):
                 raise InvalidArgument.field(f"contents[{i}]", "must be an object")
@@ -328,6 +332,7 @@ class LocalProvider:
                     f"contents[{i}].role",
                     f"model {self.model_name} accepts only roles user and model",
                 )
+            speaker: Role = "model" if role == "model" else "user"
             parts = content.get("parts")
             if not isinstance(parts, list):
                 raise InvalidArgument.field(f"contents[{i}].parts", "must be a list")
@@ -335,10 +340,10 @@ class LocalProvider:
                 self._part_text(p, f"contents[{i}].parts[{j}]", skip_thoughts=True) or ""
                 for j, p in enumerate(parts)
             ).strip()
-            if turns and turns[-1][0] == role:  # Gemma expects alternating turns
-                turns[-1] = (role, f"{turns[-1][1]}\n\n{text}")
+            if turns and turns[-1][0] == speaker:
+                turns[-1] = (speaker, f"{turns[-1][1]}\n\n{text}")
             else:
-                turns.append((role, text))
+                turns.append((speaker, text))
         return turns
 
     def _system_text(self, system: Any) -> str:
@@ -370,7 +375,7 @@ class LocalProvider:
 
     def _sampling(self, config: Any) -> Sampling:
         if config is None:
-            return Sampling()
+            return Sampling(max_tokens=self.default_max_output)
         if not isinstance(config, dict):
             raise InvalidArgument.field("generationConfig", "must be an object")
         name = self.model_name

@@ -151,7 +151,11 @@ class LlamaModel:
         self.n_embd = int(llama_cpp.llama_model_n_embd(model))
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(self._vocab))
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self._piece = ctypes.create_string_buffer(256)
+        self.chat_template = self.meta("tokenizer.chat_template")
+        self.bos_text = self.token_text(self.bos)
+        self.eos_text = self.token_text(int(llama_cpp.llama_vocab_eos(self._vocab)))
 
     def close(self) -> None:
         if self._ctx:
@@ -161,7 +165,28 @@ class LlamaModel:
             llama_cpp.llama_model_free(self._model)
             self._model = None
 
+    def meta(self, key: str) -> str | None:
+        """A scalar metadata value of the GGUF (``tokenizer.chat_template``), or None."""
+        size = 1024
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.value.decode("utf-8", "replace")
+            size = n + 1
+        return None
+
     # -- vocabulary
+
+    def token_text(self, token: int) -> str:
+        """The text of a token, control tokens included (``<bos>``); "" for no token."""
+        if token < 0:
+            return ""
+        buf = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         data = text.encode("utf-8")
@@ -301,11 +326,15 @@ def _deliver(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any
 class GenerationJob(Job):
     """Generate from a prompt; events flow to :meth:`events` on the submitting loop."""
 
-    def __init__(self, segments: Sequence[Segment], sampling: Sampling, label: str) -> None:
+    def __init__(
+        self, segments: Sequence[Segment], sampling: Sampling, label: str, *, trim: bool = False
+    ) -> None:
+        """``trim``: whitespace around the generated text is dropped (it is layout)."""
         super().__init__()
         self.segments = tuple(segments)
         self.sampling = sampling
         self.label = label
+        self.trim = trim
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
 
@@ -336,7 +365,7 @@ class GenerationJob(Job):
                 raise _Cancelled
             check()
 
-        tokens = [model.bos]
+        tokens = [model.bos] if model.add_bos and model.bos >= 0 else []
         for seg in self.segments:
             tokens += model.tokenize(seg.text, special=seg.special)
         n_prompt = len(tokens)
@@ -368,6 +397,7 @@ class GenerationJob(Job):
         stops = tuple(s for s in self.sampling.stop if s)
         pending = ""  # decoded text not yet sent (a possible start of a stop sequence)
         n = 0
+        started = False  # (trim) some text other than whitespace came
         finish: Finish = "STOP"
         while True:
             check()
@@ -376,16 +406,17 @@ class GenerationJob(Job):
                 break
             n += 1
             pending += decoder.decode(model.piece(token))
-            ready = pending
-            if stops:
-                cut = _find_stop(pending, stops)
-                if cut is not None:
-                    pending = pending[:cut]
-                    break
-                hold = _held_suffix(pending, stops)
-                ready, pending = pending[: len(pending) - hold], pending[len(pending) - hold :]
-            else:
-                pending = ""
+            if self.trim and not started:
+                pending = pending.lstrip()
+                started = bool(pending)
+            cut = _find_stop(pending, stops) if stops else None
+            if cut is not None:
+                pending = pending[:cut]
+                break
+            hold = _held_suffix(pending, stops) if stops else 0
+            if self.trim:  # trailing whitespace waits: it may end the answer
+                hold = max(hold, len(pending) - len(pending.rstrip()))
+            ready, pending = pending[: len(pending) - hold], pending[len(pending) - hold :]
             if ready:
                 self._emit(TextEvent(ready, n))
             if n >= limit:
@@ -393,6 +424,8 @@ class GenerationJob(Job):
                 break
             model.decode((token,), check)
         # an incomplete UTF-8 sequence left in the decoder at the end is dropped
+        if self.trim:
+            pending = pending.rstrip()
         if pending:
             self._emit(TextEvent(pending, n))
         self._emit(EndEvent(finish, n))

@@ -2,8 +2,9 @@
 
 Canonical Gemini requests are translated with :mod:`gemgate.translate` and sent to
 ``{base_url}/chat/completions``; answers and stream events are translated back into
-Gemini JSON. The OpenAI door can also forward a client's original bytes unchanged with
-:meth:`OpenAIProvider.forward_raw` / :meth:`OpenAIProvider.forward_raw_stream`.
+Gemini JSON. It speaks OpenAI chat: a call carrying a chat client's original bytes
+(``call.raw``) is forwarded unchanged (but for the model name, when the upstream's
+differs) and answered in OpenAI's protocol, events exactly as the upstream framed them.
 """
 
 from __future__ import annotations
@@ -24,10 +25,18 @@ from gemgate.errors import (
     Internal,
     InvalidArgument,
     NotImplementedYet,
+    UpstreamUnreachable,
     upstream_error,
 )
-from gemgate.providers.base import Chunk, ProviderInfo, Reply, UpstreamCall
-from gemgate.translate import ChatStreamDecoder, chat_response_to_gemini, gemini_to_chat
+from gemgate.providers.base import Chunk, Reply, UpstreamCall
+from gemgate.translate import (
+    ChatStreamDecoder,
+    chat_response_to_gemini,
+    gemini_to_chat,
+    usage_to_gemini,
+)
+
+CHAT = "openai.chat"
 
 _MAX_ERROR_TEXT = 500
 _DRAIN_SECONDS = 2.0
@@ -138,32 +147,44 @@ def _split_events(buf: bytearray, start: int) -> tuple[list[bytes], int]:
         start = 0
 
 
+def _delta_text(data: dict[str, Any]) -> str:
+    out = []
+    for choice in data.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict):
+            for field in ("content", "reasoning_content"):
+                if isinstance(delta.get(field), str):
+                    out.append(delta[field])
+    return "".join(out)
+
+
+def _event_payload(event: bytes) -> bytes:
+    lines = [line[5:].lstrip(b" ") for line in event.splitlines() if line.startswith(b"data:")]
+    return b"\n".join(lines)
+
+
 class OpenAIProvider:
     """A Provider speaking OpenAI chat/completions to ``base_url`` (e.g. ``http://host/v1``)."""
 
-    type = "openai"
+    speaks = frozenset({CHAT})
 
     def __init__(
         self,
         name: str,
         base_url: str,
-        api_key: str,
+        api_keys: tuple[str, ...] = (),
         *,
         headers: dict[str, str] | None = None,
         timeout: float = 600,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._secrets = tuple(k for k in api_keys if k)
         self._headers = {"Content-Type": "application/json", **(headers or {})}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
         self._timeout = float(timeout)
+        self._connect_timeout = float(connect_timeout)
         self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def info(self) -> ProviderInfo:
-        return ProviderInfo(self.name, self.type, (self._api_key,) if self._api_key else ())
 
     # ------------------------------------------------------------ lifecycle
 
@@ -174,7 +195,7 @@ class OpenAIProvider:
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=75, ttl_dns_cache=300),
             headers=self._headers,
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=min(self._timeout, 30.0), sock_read=self._timeout
+                total=None, sock_connect=self._connect_timeout, sock_read=self._timeout
             ),
         )
 
@@ -190,53 +211,61 @@ class OpenAIProvider:
             raise InvalidArgument.field("path", "must be a relative upstream path")
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    def _error(self, status: int, raw: bytes) -> GatewayError:
+    def _error(self, status: int, raw: bytes, retry_after: str | None = None) -> GatewayError:
         return upstream_error(
-            status, _error_body(raw), provider=self.name, secrets=(self._api_key,)
+            status,
+            _error_body(raw),
+            provider=self.name,
+            secrets=self._secrets,
+            retry_after=int(retry_after) if retry_after and retry_after.isdigit() else None,
         )
-
-    def _unreachable(self) -> BadGateway:
-        return BadGateway(f"Upstream '{self.name}' could not be reached.")
 
     def _timed_out(self) -> DeadlineExceeded:
         return DeadlineExceeded(f"Upstream '{self.name}' timed out.")
 
-    def _headers_for(self, request_id: str) -> dict[str, str] | None:
-        return {"X-Request-Id": request_id} if request_id else None
+    def _headers_for(self, call: UpstreamCall, stream: bool = False) -> dict[str, str]:
+        credential = call.credential or (self._secrets[0] if self._secrets else None)
+        headers = {"X-Request-Id": call.request_id} if call.request_id else {}
+        if credential:
+            headers["Authorization"] = f"Bearer {credential}"
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        return headers
 
-    async def _post(self, path: str, payload: bytes, request_id: str = "") -> tuple[int, bytes]:
-        """POST and read the whole answer. Transport failures become gateway errors."""
-        session = self._require_session()
-        url = self._url(path)
-        try:
-            async with session.post(
-                url,
-                data=payload,
-                headers=self._headers_for(request_id),
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as resp:
-                return resp.status, await resp.read()
-        except TimeoutError:
-            raise self._timed_out() from None
-        except aiohttp.ClientError:
-            raise self._unreachable() from None
-
-    async def _open(
-        self, path: str, payload: bytes, request_id: str = ""
+    async def _send(
+        self, path: str, payload: bytes, call: UpstreamCall, stream: bool
     ) -> aiohttp.ClientResponse:
-        """POST and return the response once its status is known to be a success."""
+        """POST; connection failures become gateway errors by what they mean for a retry."""
         session = self._require_session()
-        url = self._url(path)
         try:
-            resp = await session.post(
-                url,
-                data=payload,
-                headers={"Accept": "text/event-stream", **(self._headers_for(request_id) or {})},
+            return await session.post(
+                self._url(path), data=payload, headers=self._headers_for(call, stream)
             )
+        except aiohttp.ConnectionTimeoutError:
+            raise UpstreamUnreachable(f"Upstream '{self.name}' did not accept a connection in time.") from None
         except TimeoutError:
             raise self._timed_out() from None
         except aiohttp.ClientError:
-            raise self._unreachable() from None
+            raise UpstreamUnreachable(f"Upstream '{self.name}' could not be reached.") from None
+
+    async def _post(self, path: str, payload: bytes, call: UpstreamCall) -> bytes:
+        """POST and read the whole answer; a failed answer raises its gateway error."""
+        resp = await self._send(path, payload, call, stream=False)
+        try:
+            raw = await resp.read()
+        except TimeoutError:
+            raise self._timed_out() from None
+        except aiohttp.ClientError:
+            raise BadGateway(f"Upstream '{self.name}' broke off its answer.") from None
+        finally:
+            resp.release()
+        if not 200 <= resp.status < 300:
+            raise self._error(resp.status, raw, resp.headers.get("retry-after"))
+        return raw
+
+    async def _open(self, path: str, payload: bytes, call: UpstreamCall) -> aiohttp.ClientResponse:
+        """POST and return the response once its status is known to be a success."""
+        resp = await self._send(path, payload, call, stream=True)
         if resp.status >= 300:
             try:
                 raw = await resp.read()
@@ -244,7 +273,7 @@ class OpenAIProvider:
                 raw = b""
             finally:
                 resp.release()
-            raise self._error(resp.status, raw)
+            raise self._error(resp.status, raw, resp.headers.get("retry-after"))
         return resp
 
     async def _pieces(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
@@ -280,7 +309,7 @@ class OpenAIProvider:
             status,
             data if isinstance(err, dict) else {"error": {"message": str(err)}},
             provider=self.name,
-            secrets=(self._api_key,),
+            secrets=self._secrets,
         )
 
     # ------------------------------------------------------------ Provider
@@ -290,16 +319,21 @@ class OpenAIProvider:
             return await self.embed(call)
         if call.method == "countTokens":
             raise NotImplementedYet(f"Upstream '{self.name}' cannot count tokens.")
+        if call.raw is not None and call.protocol == CHAT:
+            return await self._forward(call)
         body = gemini_to_chat(call.request, model=call.model, stream=False)
-        status, raw = await self._post("chat/completions", _dumps(body), call.request_id)
-        if status != 200:
-            raise self._error(status, raw)
+        raw = await self._post("chat/completions", _dumps(body), call)
         data = chat_response_to_gemini(self._load(raw))
         return Reply(body=orjson.dumps(data), data=data, usage=data.get("usageMetadata"))
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
+        if call.raw is not None and call.protocol == CHAT:
+            async with aclosing(self._forward_stream(call)) as events:
+                async for chunk in events:
+                    yield chunk
+            return
         body = gemini_to_chat(call.request, model=call.model, stream=True)
-        resp = await self._open("chat/completions", _dumps(body), call.request_id)
+        resp = await self._open("chat/completions", _dumps(body), call)
         decoder = ChatStreamDecoder()
         complete = False
         try:
@@ -380,10 +414,7 @@ class OpenAIProvider:
         body: dict[str, Any] = {"model": call.model, "input": inputs, "encoding_format": "float"}
         if dims is not None:
             body["dimensions"] = dims
-        status, raw = await self._post("embeddings", _dumps(body), call.request_id)
-        if status != 200:
-            raise self._error(status, raw)
-        payload = self._load(raw)
+        payload = self._load(await self._post("embeddings", _dumps(body), call))
         items = payload.get("data")
         if not isinstance(items, list) or len(items) != len(inputs):
             raise BadGateway(f"Upstream '{self.name}' returned the wrong number of embeddings.")
@@ -408,24 +439,63 @@ class OpenAIProvider:
 
     # ------------------------------------------------------------ passthrough
 
-    async def forward_raw(self, path: str, raw: bytes) -> tuple[int, bytes]:
-        """POST the client's original OpenAI bytes to ``{base_url}/{path}``.
+    @staticmethod
+    def _named(call: UpstreamCall) -> bytes:
+        """The client's bytes, naming the upstream's model when the client named another."""
+        assert call.raw is not None
+        if call.client_model == call.model:
+            return call.raw
+        return _dumps({**orjson.loads(call.raw), "model": call.model})
 
-        A success returns the upstream's status and bytes untouched; a failure raises the
-        mapped gateway error (the upstream's own error text can name the credential).
-        """
-        status, body = await self._post(path, raw)
-        if not 200 <= status < 300:
-            raise self._error(status, body)
-        return status, body
+    async def _forward(self, call: UpstreamCall) -> Reply:
+        body = await self._post("chat/completions", self._named(call), call)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = {}
+        usage = data.get("usage") if isinstance(data, dict) else None
+        return Reply(
+            body=body,
+            data=data if isinstance(data, dict) else {},
+            usage=usage_to_gemini(usage) if isinstance(usage, dict) else None,
+            protocol=CHAT,
+        )
 
-    async def forward_raw_stream(self, path: str, raw: bytes) -> AsyncIterator[bytes]:
+    async def _forward_stream(self, call: UpstreamCall) -> AsyncGenerator[Chunk, None]:
+        """The upstream's SSE events byte for byte, each with what metering needs."""
+        async with aclosing(self._raw_events(call)) as events:
+            async for event in events:
+                payload = _event_payload(event)
+                if not payload:
+                    continue
+                if payload == b"[DONE]":
+                    yield Chunk(body=event, data={}, finishing=True, protocol=CHAT)
+                    continue
+                try:
+                    data = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(data, dict):
+                    continue
+                if "error" in data and not data.get("choices"):
+                    raise self._event_error(data)
+                usage = data.get("usage")
+                yield Chunk(
+                    body=event,
+                    data=data,
+                    usage=usage_to_gemini(usage) if isinstance(usage, dict) else None,
+                    text=_delta_text(data),
+                    finishing=False,
+                    protocol=CHAT,
+                )
+
+    async def _raw_events(self, call: UpstreamCall) -> AsyncGenerator[bytes, None]:
         """POST a streaming request and yield the upstream's SSE events byte for byte.
 
         Each item is one complete event including its terminating blank line (the last
         item may be a trailing fragment if the upstream ends without one).
         """
-        resp = await self._open(path, raw)
+        resp = await self._open("chat/completions", self._named(call), call)
         buf = bytearray()
         start = 0
         complete = False

@@ -1,31 +1,57 @@
-"""Build providers from config. A new upstream type is one module plus one line here."""
+"""Build providers from config. A new upstream type is one module plus one line here.
+
+Each provider is built with the pool of upstream keys it may use (``api_key`` or
+``api_keys``); the attempt loop picks the key for each attempt.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from gemgate.providers.base import Provider
-from gemgate.settings import ConfigError, ProviderSettings, ServerSettings
+from gemgate.routing.keys import KeyPool, UpstreamKey, key_label
+from gemgate.settings import ConfigError, ProviderSettings, Settings
 
 
-def build_provider(p: ProviderSettings, server: ServerSettings, model_name: str) -> Provider:
+def key_pool(p: ProviderSettings) -> KeyPool | None:
+    secrets = p.key_pool()
+    if not secrets:
+        return None
+    return KeyPool([UpstreamKey(key_label(s.source, i), s.reveal()) for i, s in enumerate(secrets)])
+
+
+def build_provider(
+    p: ProviderSettings, settings: Settings, model_name: str
+) -> tuple[Provider, KeyPool | None]:
     """``model_name``: the public id of the (first) model this provider serves, for local
     providers that report it as their ``modelVersion``."""
-    key = p.api_key.reveal() if p.api_key is not None else ""
+    server, routing = settings.server, settings.routing
+    pool = key_pool(p)
+    secrets = pool.secrets if pool is not None else ()
     if p.type == "gemini":
         from gemgate.providers.gemini import GeminiProvider
 
         assert p.base_url is not None
         return GeminiProvider(
-            p.name, p.base_url, key, headers=dict(p.headers), timeout=server.upstream_timeout_s
-        )
+            p.name,
+            p.base_url,
+            secrets,
+            headers=dict(p.headers),
+            timeout=server.upstream_timeout_s,
+            connect_timeout=routing.connect_timeout_s,
+        ), pool
     if p.type == "openai":
         from gemgate.providers.openai import OpenAIProvider
 
         assert p.base_url is not None
         return OpenAIProvider(
-            p.name, p.base_url, key, headers=dict(p.headers), timeout=server.upstream_timeout_s
-        )
+            p.name,
+            p.base_url,
+            secrets,
+            headers=dict(p.headers),
+            timeout=server.upstream_timeout_s,
+            connect_timeout=routing.connect_timeout_s,
+        ), pool
     if p.type == "local":
         from gemgate.providers.local import LocalProvider, default_model_path
 
@@ -39,5 +65,5 @@ def build_provider(p: ProviderSettings, server: ServerSettings, model_name: str)
             n_threads=p.threads,
             model_name=model_name,
             default_max_output=p.max_output_tokens,
-        )
+        ), None
     raise ConfigError(f"provider {p.name}: unknown type {p.type}")

@@ -118,6 +118,19 @@ def create_key(
     return plain, _record(row)
 
 
+def committed_spent(engine: Engine, key_id: int) -> int:
+    """The key's committed costs as the database holds them now (0 for an unknown key).
+
+    The ledger adds each usage record's cost to ``spent_nanos`` in the same transaction as
+    the record, so this is the ledger's sum for the key, read by primary key.
+    """
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(api_keys.c.spent_nanos).where(api_keys.c.id == key_id)
+        ).scalar()
+    return int(value or 0)
+
+
 def list_keys(engine: Engine) -> list[KeyRecord]:
     with engine.connect() as conn:
         rows = conn.execute(select(api_keys).order_by(api_keys.c.id)).all()

@@ -75,6 +75,11 @@ usage_records = Table(
     Column("latency_ms", Integer, nullable=False, default=0),
     Column("ttfb_ms", Integer, nullable=True),
     Column("error", Text, nullable=True),
+    Column("channel", String(300), nullable=True),  # "{provider}/{upstream model}" that answered
+    Column("upstream_key", String(100), nullable=True),  # that upstream key's label, never its value
+    Column("attempts", Integer, nullable=False, default=0),  # upstream attempts made
+    # The attempts that failed, as a JSON list of {channel, key, error, status, at_ms, ms}.
+    Column("failed_attempts", Text, nullable=True),
     Column("started_at", DateTime(timezone=True), nullable=False, index=True),
     Column("finished_at", DateTime(timezone=True), nullable=False),
 )

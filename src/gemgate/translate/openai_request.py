@@ -6,7 +6,6 @@ Everything that changes the answer is either translated or rejected with an
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 from gemgate.errors import InvalidArgument
 from gemgate.translate.openai_common import parse_data_uri
 from gemgate.translate.openai_params import HANDLERS
+from gemgate.types.validate import loads_strict
 
 # Accepted and deliberately not translated: they do not change the answer.
 _ACCEPTED = frozenset(
@@ -301,10 +301,11 @@ def _function_call(call: Any, path: str, call_names: dict[str, str]) -> dict[str
     if isinstance(arguments, dict):
         args = arguments
     elif isinstance(arguments, str):
+        where = f"{path}.function.arguments"
         try:
-            args = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise _bad(f"{path}.function.arguments", f"is not valid JSON: {exc.msg}") from None
+            args = loads_strict(arguments, where) if arguments.strip() else {}
+        except ValueError as exc:
+            raise _bad(where, f"is not valid JSON: {exc}") from None
         if not isinstance(args, dict):
             raise _bad(f"{path}.function.arguments", "must encode a JSON object")
     elif arguments is None:
@@ -332,7 +333,7 @@ def _tool_result(msg: dict[str, Any], path: str, call_names: dict[str, str]) -> 
     response: dict[str, Any] = {"result": text}
     if text.lstrip().startswith("{"):
         try:
-            parsed = json.loads(text)
+            parsed = loads_strict(text, f"{path}.content")
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):

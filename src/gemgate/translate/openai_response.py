@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from gemgate.errors import InvalidArgument
 from gemgate.translate.openai_common import (
     data_uri,
     dumps_args,
@@ -17,6 +17,7 @@ from gemgate.translate.openai_common import (
     usage_to_gemini,
     usage_to_openai,
 )
+from gemgate.types.validate import loads_strict
 
 
 class MessageParts:
@@ -142,8 +143,8 @@ def parse_arguments(arguments: Any) -> dict[str, Any] | None:
     if not isinstance(arguments, str):
         return None
     try:
-        args = json.loads(arguments)
-    except ValueError:
+        args = loads_strict(arguments, "arguments")
+    except (ValueError, InvalidArgument):  # not JSON, or beyond what a client may send
         return None
     return args if isinstance(args, dict) else None
 

@@ -7,10 +7,20 @@ field names and enum names; free-form Struct fields are returned exactly as sent
 
 Errors are :class:`~gemgate.errors.InvalidArgument` naming the field path
 (``contents[0].parts[1].inlineData.data``).
+
+Every JSON text a client sends (a body, or JSON inside a string such as a tool call's
+arguments) is parsed by :func:`parse_json` / :func:`loads_strict`, which refuse what the
+gateway would otherwise validate one way and forward another, or fail on later: nesting
+deeper than :data:`MAX_JSON_DEPTH`, an object naming the same key twice (parsers differ on
+which one wins, and the original bytes may go upstream), and integers outside 64 bits.
+The checks cost a walk over the parsed containers and one scan of the text (a few
+microseconds for a typical request); a body is parsed twice only when that scan finds
+more ``"key":`` than the parsed objects hold.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -22,6 +32,18 @@ from gemgate.types.schema import ENUMS, MESSAGES, OPEN, REQUEST_MESSAGE, Spec
 
 _BASE64 = re.compile(rb"[A-Za-z0-9+/\-_]*={0,2}")
 _INT = re.compile(r"-?\d+")
+
+#: The deepest nesting of objects and arrays accepted in a client's JSON.
+MAX_JSON_DEPTH = 100
+#: The deepest nesting accepted in JSON carried inside a string (tool call arguments).
+MAX_EMBEDDED_DEPTH = 64
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+# Where a JSON text names an object key: a string's closing quote, whitespace, a colon.
+# Every key matches once; a string that itself contains a quote and a colon matches too,
+# so the count never falls below the keys in the text.
+_KEY_COLON = re.compile(rb'"[ \t\r\n]*:')
+_CONTAINERS = (dict, list)
+_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 def _camel(name: str) -> str:
@@ -118,12 +140,14 @@ def _scalar(kind: str, value: Any) -> Any:
     if kind == "int":
         if isinstance(value, bool):
             raise _bad("an integer", value)
+        if (isinstance(value, float) and value.is_integer()) or (
+            isinstance(value, str) and _INT.fullmatch(value)
+        ):
+            value = int(value)
         if isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise _Violation("integer out of range (64 bits)")
             return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and _INT.fullmatch(value):
-            return int(value)
         raise _bad("an integer", value)
     if kind == "number":
         if isinstance(value, bool):
@@ -208,12 +232,154 @@ def _message(name: str, value: Any) -> dict[str, Any]:
 
 
 def parse_json(body: bytes) -> Any:
+    """A request body's JSON, within the bounds described at the top of this module."""
     if not body:
         raise InvalidArgument("The request body is empty; a JSON object is required.")
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument(f"Invalid JSON payload received. {exc}") from None
+    _check_json(data, body, "", MAX_JSON_DEPTH)
+    return data
+
+
+def loads_strict(text: str | bytes, path: str, *, max_depth: int = MAX_EMBEDDED_DEPTH) -> Any:
+    """JSON carried in the string at ``path`` (a tool call's arguments), within the same
+    bounds as a body; errors name ``path``. Raises ``ValueError`` when it is not JSON."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(str(exc)) from None
+    _check_json(data, raw, path, max_depth)
+    if _LONG_DIGITS.search(raw):
+        _check_integer_literals(raw, path)
+    return data
+
+
+def _check_json(data: Any, raw: bytes, path: str, max_depth: int) -> None:
+    if type(data) not in _CONTAINERS:
+        _check_number(data, path)
+        return
+    keys = _scan(data, 1, max_depth)
+    if keys < 0:
+        where, _ = _deepest(data, path, max_depth)
+        raise InvalidArgument.field(
+            where, f"JSON nested deeper than {max_depth} levels is not accepted"
+        )
+    # Every key has a colon after it: as many colons as parsed keys means no key repeats.
+    if raw.count(b":") > keys and len(_KEY_COLON.findall(raw)) > keys:
+        _find_duplicates(raw, path)
+
+
+def _scan(node: Any, depth: int, limit: int) -> int:
+    """Keys in all objects under ``node``; -1 when nesting exceeds ``limit``."""
+    if depth > limit:
+        return -1
+    keys = 0
+    if type(node) is dict:
+        keys = len(node)
+        values: Any = node.values()
+    else:
+        values = node
+    for value in values:
+        if type(value) in _CONTAINERS:
+            inner = _scan(value, depth + 1, limit)
+            if inner < 0:
+                return -1
+            keys += inner
+    return keys
+
+
+def _segment(path: str, key: Any) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else _join(path, str(key))
+
+
+def _deepest(node: Any, path: str, limit: int, depth: int = 1) -> tuple[str, bool]:
+    """The path of the first container nested beyond ``limit``, shortened when long."""
+    if depth > limit:
+        return path, True
+    items = node.items() if type(node) is dict else enumerate(node)
+    for key, value in items:
+        if type(value) in _CONTAINERS:
+            where, found = _deepest(value, _segment(path, key), limit, depth + 1)
+            if found:
+                if depth == 1 and len(where) > 120:
+                    where = where[:120] + "..."
+                return where, True
+    return path, False
+
+
+class _Duplicated(dict[str, Any]):
+    key = ""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()
+    dup = _Duplicated(obj)
+    for key, _value in pairs:
+        if key in seen:
+            dup.key = key
+            break
+        seen.add(key)
+    return dup
+
+
+def _find_duplicates(raw: bytes, path: str) -> None:
+    """Parse again, keeping every key, and refuse the first object that repeats one."""
+    data = json.loads(raw, object_pairs_hook=_pairs)
+    stack: list[tuple[Any, str]] = [(data, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, _Duplicated):
+            raise InvalidArgument.field(
+                _join(where, node.key), f'the key "{node.key}" is given more than once'
+            )
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if type(value) in _CONTAINERS or isinstance(value, _Duplicated):
+                stack.append((value, _segment(where, key)))
+
+
+def _check_number(value: Any, path: str) -> None:
+    if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidArgument.field(path, "integer out of range (64 bits)")
+
+
+def _check_integer_literals(raw: bytes, path: str) -> None:
+    """Refuse integer literals beyond 64 bits (orjson would read them as floats, changing
+    the value; other parsers fail or read them exactly), naming where they are."""
+    def bounded(literal: str) -> int:
+        value = int(literal)
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise _Violation(literal)
+        return value
+
+    try:
+        json.loads(raw, parse_int=bounded)
+    except _Violation as v:
+        where = _find_literal(orjson.loads(raw), path, v.description)
+        raise InvalidArgument.field(where, "integer out of range (64 bits)") from None
+
+
+def _find_literal(node: Any, path: str, literal: str) -> str:
+    """Where the integer ``literal`` sits in ``node`` (as orjson read it: exactly, or as the
+    nearest float)."""
+    exact, near = int(literal), float(literal)
+    stack: list[tuple[Any, str]] = [(node, path)]
+    while stack:
+        current, where = stack.pop()
+        if type(current) not in _CONTAINERS:
+            if current == exact or (type(current) is float and current == near):
+                return where
+            continue
+        items = current.items() if type(current) is dict else enumerate(current)
+        for key, item in items:
+            stack.append((item, _segment(where, key)))
+    return path
 
 
 def normalise(message: str, data: Any) -> dict[str, Any]:

@@ -1,0 +1,114 @@
+"""Admission: the ledger can record, the key's rate limit allows, and its budget pays for
+the request's worst case.
+
+The worst case is the prompt at the model's highest input rate plus the output bound
+(``maxOutputTokens``, or the model's output limit, times ``candidateCount``) at its highest
+output rate. The prompt is first bounded without tokenizing (the body's size bounds a
+media-free prompt for any tokenizer; media by Google's media rules); only a request whose
+bound does not fit is counted exactly, off the event loop when it is large.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from gemgate.billing import worst_case_nanos
+from gemgate.errors import ResourceExhausted
+from gemgate.limits.memory import Reservation
+from gemgate.pipeline.context import RequestContext
+from gemgate.pipeline.route import Route
+from gemgate.pipeline.settle import Budgets
+from gemgate.store.keys import KeyRecord
+from gemgate.tokens import TURN_OVERHEAD, TokenCounter, can_count_inline, reference_bound
+
+
+class RateLimiter(Protocol):
+    async def check(self, key: KeyRecord) -> None: ...
+
+
+class Ledger(Protocol):
+    def check_available(self) -> None:
+        """Raise Unavailable while usage records cannot be committed."""
+        ...
+
+
+def has_media(request: dict[str, Any]) -> bool:
+    system = request.get("systemInstruction")
+    for content in (*(request.get("contents") or ()), *((system,) if system else ())):
+        for part in content.get("parts") or ():
+            if "inlineData" in part or "fileData" in part:
+                return True
+    return False
+
+
+def embed_prompt(request: dict[str, Any]) -> dict[str, Any]:
+    """The contents an embedding request sends, as a request the counter can count."""
+    if "requests" in request:
+        return {"contents": [r.get("content") or {} for r in request["requests"]]}
+    return {"contents": [request.get("content") or {}]}
+
+
+class Admission:
+    def __init__(
+        self,
+        *,
+        budgets: Budgets,
+        counter: TokenCounter,
+        limiter: RateLimiter | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.budgets = budgets
+        self.counter = counter
+        self.limiter = limiter
+        self.ledger = ledger
+
+    async def prompt_tokens(self, request: dict[str, Any]) -> int:
+        if can_count_inline(request):
+            return self.counter.count_request(request).total
+        return (await self.counter.count_request_async(request)).total
+
+    def prompt_bound(self, request: dict[str, Any], client_bytes: int) -> int:
+        """An upper bound of the prompt's tokens for any tokenizer.
+
+        Without media every prompt token comes from text or JSON in the client's body, and
+        no token is shorter than a byte, so the body's size bounds them at no cost.
+        """
+        if client_bytes and not has_media(request):
+            turns = len(request.get("contents") or ()) + 1
+            return client_bytes + TURN_OVERHEAD * turns
+        return self.counter.bound_request(request).total
+
+    async def admit(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        request: dict[str, Any],
+        *,
+        max_output: int | None,
+        client_bytes: int = 0,
+    ) -> Reservation | None:
+        if self.ledger is not None:
+            # Fail closed: a request whose record could not be kept is never sent upstream.
+            self.ledger.check_available()
+        key = ctx.key
+        if key is None:
+            return None
+        if key.rpm and self.limiter is not None:
+            await self.limiter.check(key)
+        if key.budget_nanos is None:
+            return None
+        if max_output is None:
+            cfg = request.get("generationConfig") or {}
+            max_output = cfg.get("maxOutputTokens") or route.info.output_token_limit
+            max_output *= cfg.get("candidateCount") or 1
+        # Media by reference (fileData, cachedContent) is billed by the upstream at its full
+        # size, which only the model's input limit bounds.
+        floor = reference_bound(request, route.info.input_token_limit)
+        bound = max(self.prompt_bound(request, client_bytes), floor)
+        try:
+            return await self.budgets.reserve(key, worst_case_nanos(bound, max_output, route.price))
+        except ResourceExhausted:
+            prompt = max(await self.prompt_tokens(request), floor)
+            if prompt >= bound:
+                raise
+        return await self.budgets.reserve(key, worst_case_nanos(prompt, max_output, route.price))

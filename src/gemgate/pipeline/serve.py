@@ -1,0 +1,484 @@
+"""serve(): the one place the stages run, for every door, unary and streamed.
+
+    authenticate -> authorize -> route -> admit -> attempts -> meter -> settle
+    key cache       key, model   model ->  limits +  channel 1, 2, ...
+                                 channels  budget    until one answers
+
+A door parses the request into the canonical form and renders what comes back; this
+module owns everything between. Every call that passes admission ends with exactly one
+usage record (committed before the answer's final bytes), whether it succeeds, fails, or
+its client goes away; failed attempts are kept on that record and never billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any
+
+import orjson
+
+from gemgate.asgi import (
+    JSON_TYPE,
+    Request,
+    Send,
+    send_bytes,
+    send_chunk,
+    start_stream,
+    until_disconnect,
+    wait_disconnect,
+)
+from gemgate.billing import format_usd
+from gemgate.catalog import CatalogModel
+from gemgate.errors import GatewayError, NotFound, as_gateway_error
+from gemgate.limits.memory import Reservation
+from gemgate.metrics import Metrics
+from gemgate.pipeline.admit import Admission, embed_prompt
+from gemgate.pipeline.attempts import AttemptLoop
+from gemgate.pipeline.auth import KeyCache
+from gemgate.pipeline.authorize import check_key, check_model, may_use
+from gemgate.pipeline.capabilities import check_capabilities
+from gemgate.pipeline.context import RequestContext, new_request_id
+from gemgate.pipeline.door import Answer, Door, Endpoint, ModelEntry, StreamEncoder
+from gemgate.pipeline.meter import (
+    Metered,
+    StreamMeter,
+    count_text,
+    estimated_metadata,
+    meter,
+    reply_text,
+)
+from gemgate.pipeline.route import Route, Router
+from gemgate.pipeline.settle import Outcome, Settler
+from gemgate.tokens import TokenCounter
+from gemgate.types.canonical import GEMINI, CanonicalRequest, Chunk, Reply
+
+log = logging.getLogger("gemgate.serve")
+
+GENERATE = frozenset({"generateContent", "streamGenerateContent"})
+
+
+class Serve:
+    def __init__(
+        self,
+        *,
+        keys: KeyCache,
+        router: Router,
+        admission: Admission,
+        attempts: AttemptLoop,
+        settler: Settler,
+        counter: TokenCounter,
+        max_body: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.keys = keys
+        self.router = router
+        self.admission = admission
+        self.attempts = attempts
+        self.settler = settler
+        self.counter = counter
+        self.max_body = max_body
+        self.metrics = metrics
+
+    # --- the entry point -----------------------------------------------------------------
+
+    async def __call__(self, door: Door, endpoint: Endpoint, req: Request, send: Send) -> None:
+        ctx = RequestContext(door=door.name, method=endpoint.operation, client_ip=req.client_ip)
+        try:
+            await self._authenticate(door, req, ctx)
+            if endpoint.operation in ("models.list", "models.get"):
+                await self._models(door, endpoint, req, send, ctx)
+                return
+            await self._call(door, endpoint, req, send, ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._send_error(door, send, ctx, exc)
+
+    async def _authenticate(self, door: Door, req: Request, ctx: RequestContext) -> None:
+        ctx.key = await self.keys.authenticate(door.credential(req))
+        check_key(ctx.key, req.client_ip)
+
+    def _route(self, ctx: RequestContext, model: str, method: str, version: str) -> Route:
+        assert ctx.key is not None
+        route = self.router.resolve(model, method, version)
+        check_model(ctx.key, route.model_id)
+        if not route.info.supports(method):
+            raise NotFound(
+                f"models/{model} is not found for API version {version}, or is not "
+                f"supported for {method}. Call ListModels to see the list of available "
+                "models and their supported methods.",
+                metadata={"model": model},
+            )
+        ctx.route = route
+        return route
+
+    def _lookup(self, ctx: RequestContext, model: str) -> CatalogModel | None:
+        route = self.router.find(model)
+        if route is None or ctx.key is None or not may_use(ctx.key, route.model_id):
+            return None
+        return route.info
+
+    # --- listings ------------------------------------------------------------------------
+
+    async def _models(
+        self, door: Door, endpoint: Endpoint, req: Request, send: Send, ctx: RequestContext
+    ) -> None:
+        key = ctx.key
+        assert key is not None
+        if endpoint.operation == "models.list":
+            routes = [r for r in self.router.routes() if may_use(key, r.model_id)]
+        else:
+            found = self.router.find(endpoint.params["model"])
+            routes = [found] if found is not None and may_use(key, found.model_id) else []
+        entries = [ModelEntry(r.model_id, r.info, r.owner) for r in routes]
+        body = door.render_models(endpoint, req, entries)
+        await send_bytes(send, 200, orjson.dumps(body), JSON_TYPE, self._id_header(ctx))
+
+    # --- model calls ---------------------------------------------------------------------
+
+    async def _call(
+        self, door: Door, endpoint: Endpoint, req: Request, send: Send, ctx: RequestContext
+    ) -> None:
+        params = endpoint.params
+        version = params.get("version", "v1")
+        route = None
+        if "model" in params:  # the path names the model: route before reading the body
+            route = self._route(ctx, params["model"], params["method"], version)
+        body = await req.body(self.max_body)
+        creq = await door.parse(req, endpoint, body, lambda m: self._lookup(ctx, m))
+        ctx.method = creq.method if endpoint.operation == "model.call" else ctx.method
+        if route is None:
+            route = self._route(ctx, creq.model, creq.method, version)
+        if creq.method in GENERATE:
+            check_capabilities(route.info, creq.body)
+        if creq.method == "countTokens":
+            reply = await self._count_tokens(creq)
+            answer = Answer(reply, meter(None, route.price).usage, 0)
+            await send_bytes(
+                send, 200, door.render(creq, ctx.request_id, [answer]), JSON_TYPE, self._id_header(ctx)
+            )
+        elif creq.stream:
+            await self._stream(door, req, send, ctx, route, creq)
+        else:
+            await self._unary(door, req, send, ctx, route, creq)
+
+    async def _count_tokens(self, creq: CanonicalRequest) -> Reply:
+        """Counted here with the Gemma vocabulary and Google's media rules: never an
+        upstream call, never billed."""
+        inner = creq.body.get("generateContentRequest") or creq.body
+        counted = await self.counter.count_request_async(inner)
+        data: dict[str, Any] = {"totalTokens": counted.total}
+        details = [
+            {"modality": modality, "tokenCount": count}
+            for modality, count in counted.by_modality.items()
+            if count
+        ]
+        if details:
+            data["promptTokensDetails"] = details
+        return Reply(body=orjson.dumps(data), data=data)
+
+    # --- unary ---------------------------------------------------------------------------
+
+    async def _unary(
+        self,
+        door: Door,
+        req: Request,
+        send: Send,
+        ctx: RequestContext,
+        route: Route,
+        creq: CanonicalRequest,
+    ) -> None:
+        watch = _DisconnectWatch(req)
+        try:
+            answers = []
+            for i in range(creq.repeat):
+                sub = ctx if i == 0 else _sub_context(ctx)
+                answers.append(await self.answer(sub, route, creq))
+        except asyncio.CancelledError:
+            if watch.fired():
+                return  # the client left; its record is settled in the background
+            raise
+        finally:
+            watch.stop()
+        cost = sum(a.cost_nanos for a in answers)
+        headers = [*self._id_header(ctx), (b"x-gemgate-cost-usd", format_usd(cost).encode())]
+        await send_bytes(send, 200, door.render(creq, ctx.request_id, answers), JSON_TYPE, headers)
+
+    async def answer(self, ctx: RequestContext, route: Route, creq: CanonicalRequest) -> Answer:
+        """admit -> attempts -> meter -> settle, for one unary call."""
+        reservation = await self._admit(ctx, route, creq)
+        try:
+            if creq.prepare is not None:
+                await creq.prepare(creq.body)
+            reply = await self.attempts.unary(ctx, route, creq)
+        except asyncio.CancelledError:
+            # The client went away while the upstream worked; nothing was delivered.
+            self._settle_later(ctx, route, creq, reservation, None, 0)
+            raise
+        except Exception as exc:
+            # Failed before an answer: nothing is billed, the reservation is released.
+            await self.settler.settle(
+                ctx, reservation, meter(None, route.price), _failed(exc)
+            )
+            raise
+        assert isinstance(reply, Reply)
+        metered = await self._meter_reply(route, creq, reply)
+        await self.settler.settle(ctx, reservation, metered, Outcome("ok"))
+        return Answer(reply, metered.usage, metered.cost_nanos)
+
+    async def _admit(
+        self, ctx: RequestContext, route: Route, creq: CanonicalRequest
+    ) -> Reservation | None:
+        max_output = 0 if creq.embedding else creq.max_output
+        return await self.admission.admit(
+            ctx, route, creq.body, max_output=max_output, client_bytes=creq.client_bytes
+        )
+
+    async def _meter_reply(self, route: Route, creq: CanonicalRequest, reply: Reply) -> Metered:
+        if reply.usage is not None and not creq.embedding:
+            return meter(reply.usage, route.price)
+        if creq.embedding:
+            return await self._estimate(route, embed_prompt(creq.body), 0)
+        output = 0
+        if reply.protocol == GEMINI:
+            output = await count_text(self.counter, await reply_text(reply))
+        return await self._estimate(route, creq.body, output)
+
+    async def _estimate(self, route: Route, request: dict[str, Any], output_tokens: int) -> Metered:
+        prompt = await self.admission.prompt_tokens(request)
+        return meter(estimated_metadata(prompt, output_tokens), route.price, estimated=True)
+
+    def _settle_later(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        creq: CanonicalRequest,
+        reservation: Reservation | None,
+        usage: dict[str, Any] | None,
+        relayed_tokens: int,
+    ) -> None:
+        """Record a request whose client has gone: nobody awaits it, and counting a
+        usage-less prompt must not hold up the cancellation."""
+
+        async def settle() -> None:
+            if usage is not None:
+                metered = meter(usage, route.price)
+            else:
+                metered = await self._estimate(route, creq.body, relayed_tokens)
+            await self.settler.settle(
+                ctx, reservation, metered, Outcome("interrupted", 499, interrupted=True)
+            )
+
+        self.settler.in_background(settle())
+
+    # --- streams -------------------------------------------------------------------------
+
+    async def _stream(
+        self,
+        door: Door,
+        req: Request,
+        send: Send,
+        ctx: RequestContext,
+        route: Route,
+        creq: CanonicalRequest,
+    ) -> None:
+        encoder = door.encoder(creq, ctx.request_id)
+        chunks = self.stream(ctx, route, creq)
+        try:
+            await until_disconnect(req.receive, self._relay(door, send, ctx, chunks, encoder))
+        finally:
+            await chunks.aclose()
+
+    async def _relay(
+        self,
+        door: Door,
+        send: Send,
+        ctx: RequestContext,
+        chunks: AsyncGenerator[Chunk, None],
+        encoder: StreamEncoder,
+    ) -> None:
+        try:
+            first = await anext(chunks, None)
+        except GatewayError as exc:
+            # Nothing was sent yet: a plain error answer with its own HTTP status.
+            await self._send_error(door, send, ctx, exc)
+            return
+        await start_stream(send, encoder.content_type, self._id_header(ctx))
+        try:
+            pending = first
+            while pending is not None:
+                data = encoder.chunk(pending)
+                if data:
+                    await send_chunk(send, data)
+                pending = await anext(chunks, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            err = as_gateway_error(exc, ctx.request_id)
+            await send_chunk(send, encoder.error(err), more=False)
+            return
+        await send_chunk(send, encoder.end(), more=False)
+
+    async def stream(
+        self, ctx: RequestContext, route: Route, creq: CanonicalRequest
+    ) -> AsyncGenerator[Chunk, None]:
+        """admit -> attempts -> relay -> meter -> settle, for one stream.
+
+        The chunk that finishes the answer (and any trailer after it) is held until the
+        usage record is committed: at once when it carries the final usage, else when the
+        upstream ends. Closing this iterator early (the client went away) cancels the
+        upstream call and records what was generated."""
+        ctx.streamed = True
+        reservation = await self._admit(ctx, route, creq)
+        tracker = StreamMeter(self.counter)
+        settled = False
+        upstream: AsyncIterator[Chunk] | None = None
+        held: list[Chunk] = []
+        try:
+            if creq.prepare is not None:
+                await creq.prepare(creq.body)
+            first, upstream = await self.attempts.open_stream(ctx, route, creq)
+            pending = first
+            while pending is not None:
+                chunk = pending
+                tracker.see(chunk)
+                if settled:
+                    yield chunk  # a trailer after the committed end
+                elif held or chunk.finishes():
+                    tracker.finished = True
+                    held.append(chunk)
+                    if chunk.usage is not None:
+                        # The finishing chunk carries the final usage: commit now, release
+                        # the end of the answer, and drain the upstream after.
+                        settled = True
+                        await self._settle_stream(ctx, route, creq, tracker, reservation)
+                        for done in held:
+                            ctx.mark_first_byte()
+                            yield done
+                        held.clear()
+                else:
+                    ctx.mark_first_byte()
+                    yield chunk
+                pending = await anext(upstream, None)
+            if not settled:
+                settled = True
+                await self._settle_stream(ctx, route, creq, tracker, reservation)
+            for chunk in held:
+                ctx.mark_first_byte()
+                yield chunk
+        except Exception as exc:
+            if settled and not held:
+                # The answer was complete, recorded and delivered; what broke was only the
+                # upstream's close after it.
+                log.debug("upstream failed after a complete answer: %s", exc)
+                return
+            if not settled:
+                settled = True
+                if tracker.chunks:
+                    # Broken off mid-answer: bill what was generated.
+                    metered = await self._stream_metered(route, creq, tracker)
+                    outcome = _failed(exc, interrupted=True)
+                else:
+                    # Nothing was generated: like a failed unary call, nothing is billed.
+                    metered = meter(None, route.price)
+                    outcome = _failed(exc)
+                await self.settler.settle(ctx, reservation, metered, outcome)
+            raise
+        finally:
+            if upstream is not None:
+                aclose = getattr(upstream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            if not settled:
+                # The client went away mid-stream: bill what was generated.
+                self._settle_later(
+                    ctx, route, creq, reservation, tracker.last_usage, tracker.relayed_tokens
+                )
+
+    async def _settle_stream(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        creq: CanonicalRequest,
+        tracker: StreamMeter,
+        reservation: Reservation | None,
+    ) -> None:
+        metered = await self._stream_metered(route, creq, tracker)
+        if tracker.finished:
+            outcome = Outcome("ok")
+        else:
+            # The upstream ended the stream without finishing the answer.
+            outcome = Outcome("interrupted", 200, interrupted=True, error="stream ended unfinished")
+        await self.settler.settle(ctx, reservation, metered, outcome)
+
+    async def _stream_metered(
+        self, route: Route, creq: CanonicalRequest, tracker: StreamMeter
+    ) -> Metered:
+        if tracker.last_usage is not None:
+            return meter(tracker.last_usage, route.price)
+        return await self._estimate(route, creq.body, tracker.relayed_tokens)
+
+    # --- answers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _id_header(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+        return [(b"x-gemgate-request-id", ctx.request_id.encode())]
+
+    async def _send_error(
+        self, door: Door, send: Send, ctx: RequestContext, exc: BaseException
+    ) -> None:
+        err = as_gateway_error(exc, ctx.request_id)
+        status, body = door.render_error(err)
+        if self.metrics is not None:
+            self.metrics.reject(door.name, status)
+        await send_bytes(send, status, body, JSON_TYPE, [*self._id_header(ctx), *err.headers()])
+
+
+def _failed(exc: BaseException, *, interrupted: bool = False) -> Outcome:
+    code = exc.code if isinstance(exc, GatewayError) else 500
+    message = exc.message if isinstance(exc, GatewayError) else type(exc).__name__
+    status = "interrupted" if interrupted else "error"
+    return Outcome(status, code, interrupted=interrupted, error=message)
+
+
+def _sub_context(ctx: RequestContext) -> RequestContext:
+    """A further billed call of the same client request (its own id and record)."""
+    sub = RequestContext(door=ctx.door, method=ctx.method, client_ip=ctx.client_ip)
+    sub.key, sub.route, sub.request_id = ctx.key, ctx.route, new_request_id()
+    return sub
+
+
+class _DisconnectWatch:
+    """Cancels the current task when the client goes away during a unary call, so that
+    the upstream call is cancelled too (the body has been read: the next message the
+    server has for us is the disconnect)."""
+
+    __slots__ = ("_fired", "_task", "_watcher")
+
+    def __init__(self, req: Request) -> None:
+        self._task = asyncio.current_task()
+        self._fired = False
+        self._watcher = asyncio.get_running_loop().create_task(wait_disconnect(req.receive))
+        self._watcher.add_done_callback(self._gone)
+
+    def _gone(self, watcher: asyncio.Task[None]) -> None:
+        if watcher.cancelled() or watcher.exception() is not None:
+            return
+        self._fired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def fired(self) -> bool:
+        if self._fired and self._task is not None:
+            self._task.uncancel()
+        return self._fired
+
+    def stop(self) -> None:
+        self._watcher.remove_done_callback(self._gone)
+        self._watcher.cancel()
+
+
+def model_entries(routes: Sequence[Route]) -> list[ModelEntry]:
+    return [ModelEntry(r.model_id, r.info, r.owner) for r in routes]

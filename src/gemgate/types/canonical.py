@@ -1,0 +1,131 @@
+"""The canonical request and answers that cross every layer: doors parse into
+:class:`CanonicalRequest`, providers take an :class:`UpstreamCall` and give back a
+:class:`Reply` or :class:`Chunk` stream, doors render those.
+
+The canonical body is Gemini's wire JSON (camelCase). A door whose protocol an upstream
+also speaks keeps the client's original bytes (``raw``) so that a channel speaking that
+protocol can forward them untouched; a reply in that protocol says so (``protocol``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+Method = Literal[
+    "generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"
+]
+GEMINI = "gemini"  # the canonical protocol's name
+
+
+@dataclass(slots=True)
+class CanonicalRequest:
+    """One model call as a door understood it.
+
+    ``model`` is the public model id the client named; ``body`` the validated canonical
+    request. ``raw`` holds the client's bytes in ``protocol`` when a channel speaking that
+    protocol may forward them. When the door could not translate every field (only a
+    channel speaking the client's protocol can honour them), ``untranslated`` is the error
+    any other channel's attempt raises. ``prepare`` runs after admission, before the first
+    attempt (e.g. fetching remote media). ``repeat`` asks for that many separate calls,
+    each admitted and billed on its own (OpenAI's image ``n``).
+    """
+
+    model: str
+    method: Method
+    body: dict[str, Any]
+    protocol: str = GEMINI
+    raw: bytes | None = None
+    client_bytes: int = 0
+    max_output: int | None = None  # admission's output bound; None: from the request
+    untranslated: Exception | None = None
+    prepare: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    repeat: int = 1
+    options: dict[str, Any] = field(default_factory=dict)  # door-private rendering options
+
+    @property
+    def stream(self) -> bool:
+        return self.method == "streamGenerateContent"
+
+    @property
+    def embedding(self) -> bool:
+        return self.method in ("embedContent", "batchEmbedContents")
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """One attempt at an upstream.
+
+    ``request`` is the validated canonical request. ``raw`` holds the client's original
+    bytes in ``protocol`` when this channel's provider speaks it (the provider then sends
+    them unchanged and answers in that protocol); otherwise it is None and the provider
+    translates ``request``. ``client_model`` is the model name inside ``raw``, so a provider
+    can tell whether it must name its upstream model instead. ``credential`` is the upstream
+    key the attempt loop chose (None: the provider's first key, if it has any).
+    """
+
+    model: str  # the upstream's own model name
+    method: Method
+    request: dict[str, Any]
+    raw: bytes | None = None
+    protocol: str = GEMINI
+    client_model: str = ""
+    credential: str | None = None
+    request_id: str = ""
+    client_bytes: int = 0  # size of the client's request body (0: unknown), for cheap bounds
+
+
+@dataclass(slots=True)
+class Reply:
+    """A complete answer: its bytes in ``protocol`` (canonical Gemini JSON unless it is a
+    passthrough), the parsed form when the adapter has it, and the usage in Gemini's
+    ``usageMetadata`` shape whatever the protocol."""
+
+    body: bytes
+    data: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    protocol: str = GEMINI
+
+    def json(self) -> dict[str, Any]:
+        if self.data is None:
+            self.data = orjson.loads(self.body)
+        return self.data
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One streamed event: its bytes in ``protocol`` (a canonical GenerateContentResponse, or
+    a passthrough event exactly as the upstream framed it) and its cumulative usage, if any.
+
+    ``text`` is the generated text (thoughts included) in this chunk, so that a stream cut
+    before any usage arrives can still be counted. ``finishing`` says whether this chunk
+    ends the answer; when None it is read from the Gemini ``finishReason``.
+    """
+
+    body: bytes
+    usage: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    text: str = ""
+    finishing: bool | None = None
+    protocol: str = GEMINI
+
+    def json(self) -> dict[str, Any]:
+        if self.data is None:
+            self.data = orjson.loads(self.body)
+        return self.data
+
+    def finishes(self) -> bool:
+        """Whether this chunk ends the answer (so the ledger must commit before it is sent)."""
+        if self.finishing is not None:
+            return self.finishing
+        data = self.json()
+        feedback = data.get("promptFeedback")
+        if isinstance(feedback, dict) and feedback.get("blockReason"):
+            return True
+        candidates = data.get("candidates")
+        if not isinstance(candidates, list):
+            return False
+        return any(isinstance(c, dict) and c.get("finishReason") for c in candidates)
