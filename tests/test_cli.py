@@ -45,3 +45,11 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     res = run_cli("keys", "list", config=broken, check=False)
     assert res.returncode == 2 and "server.port must be an integer" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_several_workers_without_redis_are_refused(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    res = run_cli("serve", "--workers", "2", config=cfg, check=False)
+    assert res.returncode == 2
+    assert "[redis]" in res.stderr and "one worker" in res.stderr
+    assert "Traceback" not in res.stderr

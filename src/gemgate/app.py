@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gemgate.admin.channels import channel_report
+from gemgate.admin.guard import AdminGuard
 from gemgate.asgi import Message, Receive, Request, Scope, Send, send_bytes, send_json
 from gemgate.billing.ledger import LedgerWriter
 from gemgate.catalog import load_catalog
@@ -29,13 +29,12 @@ from gemgate.errors import (
     InvalidArgument,
     MethodNotAllowed,
     NotFound,
-    PermissionDenied,
 )
 from gemgate.limits.memory import MemoryBudgets, MemoryRateLimiter
 from gemgate.metrics import Metrics
 from gemgate.pipeline.admit import Admission
 from gemgate.pipeline.attempts import AttemptLoop
-from gemgate.pipeline.auth import KeyCache, extract_key
+from gemgate.pipeline.auth import KeyCache
 from gemgate.pipeline.door import Door, Endpoint
 from gemgate.pipeline.route import Router
 from gemgate.pipeline.serve import Serve
@@ -68,6 +67,7 @@ class Gateway:
         self.serve: Serve | None = None
         self.doors: dict[str, Door] = {}
         self.admin: Any = None
+        self.guard = AdminGuard(None)
         self.settler: Settler | None = None
         self.metrics: Metrics | None = None
         self.budgets: Any = None
@@ -123,6 +123,8 @@ class Gateway:
             "openai": OpenAIDoor(allow_remote_media=s.server.allow_remote_media),
         }
         self.admin = self._admin()
+        # One gate, and one count of failed attempts, for every operator endpoint.
+        self.guard = self.admin.guard if self.admin is not None else AdminGuard(None)
         # Everything built so far (catalog, vocabulary tables, providers) lives as long as
         # the process: keep it out of the garbage collector's full scans, whose pauses
         # would otherwise land on requests.
@@ -136,7 +138,9 @@ class Gateway:
         if self.settings.redis.url:
             from gemgate.limits.redis import RedisBudgets
 
-            budgets = RedisBudgets(self.settings.redis.url, prefix=self.settings.redis.prefix)
+            budgets = RedisBudgets(
+                self.settings.redis.url, prefix=self.settings.redis.prefix, engine=self.engine
+            )
             await budgets.start()
             return budgets
         return MemoryBudgets()
@@ -204,10 +208,17 @@ class Gateway:
                 return
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """No WebSocket route is served yet: refuse the handshake cleanly (HTTP 403)."""
+        """A WebSocket path no route serves is refused at the handshake (HTTP 403), never
+        left to the server's 500."""
         message = await receive()
-        if message["type"] == "websocket.connect":
-            await send({"type": "websocket.close", "code": 1008})
+        if message["type"] != "websocket.connect":
+            return
+        raw = scope.get("raw_path")
+        path = decoded_path((raw.decode("latin-1") if raw else scope["path"]).split("?", 1)[0])
+        found = self.routes.match("websocket", "", path) if path is not None else None
+        if found is None:
+            log.info("refused a WebSocket handshake for %s: no such endpoint", scope.get("path"))
+        await send({"type": "websocket.close", "code": 1008})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         req = Request.from_scope(scope, receive)
@@ -245,38 +256,30 @@ class Gateway:
 
     async def _admin_route(self, req: Request, send: Send, path: str) -> None:
         if path.rstrip("/") == "/channels" and req.method == "GET":
-            if not self._operator(req):
-                await self._error(send, PermissionDenied("Channel health needs the admin key."))
-                return
-            assert self.router is not None
-            await send_bytes(send, 200, orjson.dumps({"channels": channel_report(self.router)}))
+            if await self._operator(req, send, "channel health"):
+                assert self.router is not None
+                await send_bytes(send, 200, orjson.dumps({"channels": channel_report(self.router)}))
         elif self.admin is not None:
             await self.admin.handle(req, send, path)
         else:
             await self._not_found(req, req.path, send)
 
-    def _operator(self, req: Request) -> bool:
-        """With an admin key configured, only its holder (in a header, never the URL);
-        without one, only this machine."""
-        admin = self.settings.admin.key
-        if admin is not None:
-            given = extract_key(req.headers, {}) or ""
-            return hmac.compare_digest(given.encode(), admin.reveal().encode())
-        return req.client_ip in ("127.0.0.1", "::1")
+    async def _operator(self, req: Request, send: Send, what: str) -> bool:
+        """Whether the admin guard lets ``req`` see ``what`` (with an admin key configured,
+        only its holder, in a header; without one, only this machine); if not, the refusal
+        has been sent."""
+        try:
+            self.guard.check(req, what)
+        except GatewayError as exc:
+            await self._error(send, exc)
+            return False
+        return True
 
     async def _metrics(self, req: Request, send: Send) -> None:
-        """Prometheus scrape: with an admin key configured, only for its holder; without
-        one, only from this machine."""
-        from gemgate.admin.guard import AdminGuard
-
-        guard = self.admin.guard if self.admin is not None else AdminGuard(None)
-        try:
-            guard.check(req, "metrics")
-        except GatewayError as exc:
-            await send_json(send, exc.code, exc.google_body(), exc.headers())
-            return
-        assert self.metrics is not None
-        await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
+        """Prometheus scrape, for operators only."""
+        if await self._operator(req, send, "metrics"):
+            assert self.metrics is not None
+            await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
 
     async def _not_found(self, req: Request, path: str, send: Send) -> None:
         allowed = self.routes.allows("http", path)

@@ -3,12 +3,19 @@
 The gateway is a raw ASGI application: a framework's routing, middleware stack and
 response objects cost more per request than the whole gateway stage list, so the few
 things it needs are here.
+
+Request bodies are held in memory (parsed, they cost a few times their size), so the
+server may give each request a :class:`BodyTicket` (in ``scope[BODY_TICKET]``) drawing on
+one :class:`BodyBudget` of bytes for all bodies in the process: a body larger than
+:data:`SMALL_BODY` waits for room (at most ``wait_s``) and is then refused with 503 and
+``Retry-After``; its bytes return to the budget when its request ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +23,7 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from gemgate.errors import PayloadTooLarge
+from gemgate.errors import PayloadTooLarge, Unavailable
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,6 +32,87 @@ Send = Callable[[Message], Awaitable[None]]
 
 JSON_TYPE = b"application/json; charset=UTF-8"
 SSE_TYPE = b"text/event-stream"
+
+
+#: Where the server puts a request's :class:`BodyTicket` in its ASGI scope.
+BODY_TICKET = "gemgate.body_ticket"
+#: Bodies up to this size are not counted against the budget.
+SMALL_BODY = 64 * 1024
+
+
+class BodyBudget:
+    """Bytes of request bodies that may be held at once in this process (event loop only)."""
+
+    def __init__(self, capacity: int, *, wait_s: float = 2.0, retry_after_s: int = 2) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self.refused = 0
+        self._wait_s = wait_s
+        self._retry_after = retry_after_s
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def ticket(self) -> BodyTicket:
+        return BodyTicket(self)
+
+    async def take(self, nbytes: int) -> None:
+        # A body alone may always be read (one body never exceeds the capacity anyway).
+        if (self.used + nbytes <= self.capacity and not self._waiters) or self.used == 0:
+            self.used += nbytes
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (nbytes, future)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self._wait_s)
+        except TimeoutError:
+            if future.done():  # granted just as the wait ran out
+                return
+            self._waiters.remove(entry)
+            future.cancel()
+            self.refused += 1
+            raise Unavailable(
+                "The gateway is reading too many large request bodies at once; retry shortly.",
+                reason="BODIES_IN_FLIGHT",
+                retry_after=self._retry_after,
+            ) from None
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.give(nbytes)  # granted, but nobody will read the body
+            elif entry in self._waiters:
+                self._waiters.remove(entry)
+            raise
+
+    def give(self, nbytes: int) -> None:
+        self.used = max(self.used - nbytes, 0)
+        while self._waiters:
+            nbytes_next, future = self._waiters[0]
+            if future.done():
+                self._waiters.popleft()
+                continue
+            if self.used + nbytes_next > self.capacity and self.used != 0:
+                break
+            self._waiters.popleft()
+            self.used += nbytes_next
+            future.set_result(None)
+
+
+class BodyTicket:
+    """One request's share of the :class:`BodyBudget`; :meth:`release` when it ends."""
+
+    __slots__ = ("_budget", "held")
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self._budget = budget
+        self.held = 0
+
+    async def take(self, nbytes: int) -> None:
+        await self._budget.take(nbytes)
+        self.held += nbytes
+
+    def release(self) -> None:
+        if self.held:
+            held, self.held = self.held, 0
+            self._budget.give(held)
 
 
 @dataclass(slots=True)
@@ -62,12 +150,18 @@ class Request:
         )
 
     async def body(self, limit: int) -> bytes:
-        """The whole body, refusing more than ``limit`` bytes with 413."""
+        """The whole body, refusing more than ``limit`` bytes with 413 (and, when the
+        server gave the request a :class:`BodyTicket`, waiting for room for a large one)."""
         if self._body is not None:
             return self._body
         declared = self.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        expected = int(declared) if declared and declared.isdigit() else None
+        if expected is not None and expected > limit:
             raise _too_large(limit)
+        ticket: BodyTicket | None = self.scope.get(BODY_TICKET)
+        if ticket is not None and expected is not None and expected > SMALL_BODY:
+            await ticket.take(expected)  # room for all of it before any of it is read
+            ticket = None
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -79,6 +173,9 @@ class Request:
                 size += len(chunk)
                 if size > limit:
                     raise _too_large(limit)
+                if ticket is not None and size > SMALL_BODY:
+                    # Without a declared length: count the bytes as they arrive.
+                    await ticket.take(len(chunk) if ticket.held else size)
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break

@@ -124,7 +124,17 @@ def serve(
     """Start the gateway."""
     import uvicorn
 
+    from gemgate import serving
+
     settings = _settings(config)
+    n = workers or settings.server.workers
+    if n > 1 and not settings.redis.url:
+        err.print(
+            f"[red]error:[/red] {n} workers need {escape('[redis]')} in the config: without it "
+            "each worker keeps its own budgets and rate limits, so a key could spend its budget "
+            f"{n} times over. Set {escape('[redis] url')}, or run one worker."
+        )
+        raise typer.Exit(2)
     if config:
         # Worker processes build their own app from the same file.
         os.environ[CONFIG_ENV] = os.path.abspath(config)
@@ -136,7 +146,6 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bind_host = host or settings.server.host
     bind_port = port or settings.server.port
-    n = workers or settings.server.workers
     err.print(f"gemgate: {settings.source}; database {database}")
     err.print(f"gemgate: models {', '.join(m.id for m in settings.models) or '(none)'}")
     if no_keys:
@@ -153,15 +162,16 @@ def serve(
         "proxy_headers": bool(settings.server.forwarded_allow_ips),
         "forwarded_allow_ips": list(settings.server.forwarded_allow_ips) or None,
         "server_header": False,
-        "http": "httptools",
-        "loop": "uvloop",
+        # Bounds on connections, headers, idle time and bodies in flight: see gemgate.serving.
+        **serving.uvicorn_options(serving.raise_open_files_limit()),
     }
     if n > 1:
-        uvicorn.run("gemgate.app:create_app", factory=True, workers=n, **common)
+        uvicorn.run("gemgate.serving:create_app", factory=True, workers=n, **common)
     else:
         from gemgate.app import create_app
 
-        uvicorn.run(create_app(settings), **common)
+        app = serving.BodyLimits(create_app(settings), settings.server.max_body_mb * 1024 * 1024)
+        uvicorn.run(app, **common)
 
 
 # --- keys -----------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ ROUTES: tuple[Route, ...] = (
     http("GET", "/admin/{path+}", "admin"),
     http("POST", "/admin/{path+}", "admin"),
     # --- OpenAI ---
-    http("POST", "/v1/chat/completions", "openai", "chat"),
+    http("POST", "/v1/chat/completions", "openai", "chat.completions"),
     http("POST", "/v1/embeddings", "openai", "embeddings"),
     http("POST", "/v1/images/generations", "openai", "images.generations"),
     http("POST", "/v1/images/edits", "openai", "images.edits"),

@@ -33,7 +33,9 @@ def user(text: str = "hi") -> dict[str, object]:
 GEMINI_CASES = {
     "countTokens args 1000 deep": (
         ":countTokens",
-        '{"contents": [{"role": "model", "parts": [{"functionCall": {"name": "f", "args": %s}}]}]}' % deep_args(1000),
+        '{"contents": [{"role": "model", "parts": [{"functionCall": {"name": "f", "args": '
+        + deep_args(1000)
+        + "}}]}]}",
         "contents[0].parts[0].functionCall.args",
     ),
     "tool parameters 300 deep": (
@@ -104,7 +106,7 @@ OPENAI_CASES = {
         "response_format.json_schema.schema",
     ),
     "a key given twice": (
-        '{"model": "%s", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}' % MODEL,
+        f'{{"model": "{MODEL}", "max_tokens": 5, "messages": [{{"role": "user", "content": "hi"}}], "max_tokens": 100000}}',
         "max_tokens",
     ),
 }

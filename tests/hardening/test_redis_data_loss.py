@@ -22,8 +22,8 @@ from tests.limits.records import key_record
 
 from gemgate.errors import ResourceExhausted, Unavailable
 from gemgate.limits.redis import RedisBudgets
-from gemgate.store import make_engine, migrate
 from gemgate.store import keys as key_store
+from gemgate.store import make_engine, migrate
 from gemgate.store.tables import api_keys, usage_records
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]

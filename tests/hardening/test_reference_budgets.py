@@ -53,7 +53,7 @@ def _request(**extra: object) -> dict[str, object]:
 def test_a_reference_is_bounded_at_the_input_limit(
     gw: GatewayProcess, fake_google: FakeGemini, request_body: dict[str, object]
 ) -> None:
-    name = f"ref-{request_body.get('cachedContent') and 'cache' or 'file'}"
+    name = "ref-cache" if "cachedContent" in request_body else "ref-file"
     key = gw.create_key(name, "--budget-usd", BUDGET_USD)
     headers = {"x-goog-api-key": key}
 

@@ -38,9 +38,10 @@ MODELS: dict[str, str] = {
     for name in (
         "fo-500", "fo-503", "fo-hang", "fo-reset", "fo-cut", "fo-error-event", "fo-client",
         "fo-unary-hang", "fo-breaker", "fo-stream-500", "fo-ledger",
-        "fo-refused",
+        "fo-refused", "fo-big-event", "fo-unfinished",
     )
 }
+MODELS["fo-retry-after"] = '[{provider = "solo", upstream_model = "gemini-2.5-flash"}]'
 # Keys rest provider-wide: the all-429 test has providers of its own.
 MODELS["fo-all-429"] = PAIR.replace('"a"', '"a429"').replace('"b"', '"b429"')
 MODELS["fo-pool"] = '[{provider = "pool", upstream_model = "gemini-2.5-flash"}]'
@@ -89,6 +90,12 @@ name = "b429"
 type = "gemini"
 base_url = "{b.base_url}"
 api_key = "env:KEY_B"
+
+[[providers]]
+name = "solo"
+type = "gemini"
+base_url = "{a.base_url}"
+api_key = "env:KEY_A"
 
 [[providers]]
 name = "pool"

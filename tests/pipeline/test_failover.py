@@ -323,3 +323,42 @@ def test_a_client_leaving_a_unary_call_cancels_it_upstream(dep: Deployment, fake
     rows = records(dep.db_url)[since:]
     assert len(rows) == 1 and rows[0]["status"] == "interrupted" and rows[0]["http_status"] == 499
     assert calls(fake_a) == 1  # and never retried
+
+
+# --- streams and upstream answers, end to end --------------------------------------------------
+
+
+def test_an_upstream_429s_retry_after_reaches_the_client(dep: Deployment, fake_a: FakeGemini) -> None:
+    fake_a.script(UPSTREAM, status=429, error=error(429, "slow down"), headers={"Retry-After": "3"})
+    resp = dep.post("fo-retry-after")
+    assert resp.status_code == 429
+    assert resp.headers["retry-after"] == "3"
+    details = {d["@type"]: d for d in resp.json()["error"].get("details", [])}
+    assert details.get(RETRY_INFO, {}).get("retryDelay") in (None, "3s")
+
+
+def test_a_stream_event_larger_than_the_http_clients_line_limit_is_relayed(
+    dep: Deployment, fake_a: FakeGemini
+) -> None:
+    image = "A" * (3 * 1024 * 1024)  # Gemini streams generated images as one large event
+    events = stream_events(2)
+    events[0]["candidates"][0]["content"]["parts"] = [{"inlineData": {"mimeType": "image/png", "data": image}}]
+    fake_a.script(UPSTREAM, stream=events)
+    resp = dep.post("fo-big-event", stream=True)
+    got = sse_events(resp)
+    assert resp.status_code == 200 and len(got) == 2 and "error" not in got[-1]
+    assert got[0]["candidates"][0]["content"]["parts"][0]["inlineData"]["data"] == image
+    assert dep.record(resp)["status"] == "ok"
+
+
+def test_a_stream_that_ends_without_finishing_is_recorded_interrupted(
+    dep: Deployment, fake_a: FakeGemini
+) -> None:
+    events = stream_events(3)
+    del events[-1]["candidates"][0]["finishReason"]
+    fake_a.script(UPSTREAM, stream=events)
+    resp = dep.post("fo-unfinished", stream=True)
+    assert resp.status_code == 200 and len(sse_events(resp)) == 3
+    row = dep.record(resp)
+    assert row["status"] == "interrupted" and row["interrupted"]
+    assert row["cost_nanos"] == text_cost(7, 15)  # billed for what was generated

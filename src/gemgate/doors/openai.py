@@ -97,7 +97,7 @@ class OpenAIDoor:
         self, req: Request, endpoint: Endpoint, body: bytes, lookup: ModelLookup
     ) -> CanonicalRequest:
         op = endpoint.operation
-        if op == "chat":
+        if op == "chat.completions":
             return self._chat(body)
         if op == "embeddings":
             return parse_embeddings(_object(body))

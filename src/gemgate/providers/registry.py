@@ -28,30 +28,21 @@ def build_provider(
     server, routing = settings.server, settings.routing
     pool = key_pool(p)
     secrets = pool.secrets if pool is not None else ()
-    if p.type == "gemini":
-        from gemgate.providers.gemini import GeminiProvider
-
+    if p.type in ("gemini", "openai"):
+        if p.type == "gemini":
+            from gemgate.providers.gemini import GeminiProvider as cls
+        else:
+            from gemgate.providers.openai import OpenAIProvider as cls  # type: ignore[assignment]
         assert p.base_url is not None
-        return GeminiProvider(
+        http = cls(
             p.name,
             p.base_url,
             secrets,
             headers=dict(p.headers),
             timeout=server.upstream_timeout_s,
             connect_timeout=routing.connect_timeout_s,
-        ), pool
-    if p.type == "openai":
-        from gemgate.providers.openai import OpenAIProvider
-
-        assert p.base_url is not None
-        return OpenAIProvider(
-            p.name,
-            p.base_url,
-            secrets,
-            headers=dict(p.headers),
-            timeout=server.upstream_timeout_s,
-            connect_timeout=routing.connect_timeout_s,
-        ), pool
+        )
+        return http, pool
     if p.type == "local":
         from gemgate.providers.local import LocalProvider, default_model_path
 
