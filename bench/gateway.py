@@ -1,6 +1,10 @@
 """Start the gateway in front of the mock, in pure-proxy or governed mode.
 
 Everything that makes the two modes differ lives in :func:`mode_spec`: change it there.
+
+Every gateway also serves :data:`FAILOVER_MODEL`, whose first channel (priority 0) is a
+provider at an address that refuses connections and whose second (priority 1) is the mock,
+with circuit breakers that never open, so each request to it fails over once.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from typing import Any
 
 from bench import procs
 
+FAILOVER_MODEL = "bench-failover"
+REFUSING_PROVIDER = "refusing"
 UPSTREAM_KEY_ENV = "BENCH_UPSTREAM_KEY"
 UPSTREAM_KEY_VALUE = "bench-upstream-key-not-checked"
 READY_TIMEOUT_S = 120.0
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,12 @@ def render_config(
     models: list[str],
     workers: int,
     local: LocalModelSpec | None = None,
+    refusing_url: str | None = None,
 ) -> str:
+    """The gateway's config file. With ``refusing_url`` (an address where connections are
+    refused) it adds :data:`FAILOVER_MODEL`, served first by a provider at that address and
+    then by the mock, and turns circuit breaking off (``circuit_failures = 0``) so that every
+    request to it really tries the refusing channel first instead of skipping it."""
     spec = mode_spec(mode)
     lines = [
         "# written by the benchmark harness (bench/gateway.py)",
@@ -90,6 +102,12 @@ def render_config(
         "[ledger]",
         f"enabled = {'true' if spec.ledger_enabled else 'false'}",
         "",
+    ]
+    if workers > 1:
+        # Several workers share budgets and rate limits through Redis (the gateway refuses
+        # to start them without it); each run has its own prefix.
+        lines += ["[redis]", f"url = {_toml_str(REDIS_URL)}", f'prefix = "gemgate-bench-{port}"', ""]
+    lines += [
         "[[providers]]",
         'name = "mock"',
         'type = "gemini"',
@@ -112,12 +130,28 @@ def render_config(
             f"provider = {_toml_str(provider)}",
             f"upstream_model = {_toml_str(upstream)}",
         ]
-        if spec.price:
-            lines.append("[models.price]")
-            lines += [f"{k} = {_toml_str(v)}" for k, v in spec.price.items()]
+        lines += _price_lines(spec)
+    if refusing_url is not None:
+        base = _toml_str(models[0])
+        lines += [
+            "",
+            "[[models]]",
+            f"id = {_toml_str(FAILOVER_MODEL)}",
+            "channels = [",
+            f"  {{ provider = {_toml_str(REFUSING_PROVIDER)}, upstream_model = {base}, priority = 0 }},",
+            f'  {{ provider = "mock", upstream_model = {base}, priority = 1 }},',
+            "]",
+            *_price_lines(spec),
+        ]
     if spec.extra_toml:
         lines += ["", spec.extra_toml]
     return "\n".join(lines) + "\n"
+
+
+def _price_lines(spec: ModeSpec) -> list[str]:
+    if not spec.price:
+        return []
+    return ["[models.price]", *(f"{k} = {_toml_str(v)}" for k, v in spec.price.items())]
 
 
 def gemgate_command() -> list[str]:
@@ -156,6 +190,7 @@ class Gateway:
     mock_url: str
     models: list[str]
     local: LocalModelSpec | None = None
+    refusing_url: str | None = None  # set: the gateway serves FAILOVER_MODEL (see module doc)
     port: int = 0
     key: str = ""
     proc: Any = None
@@ -204,6 +239,7 @@ class Gateway:
                 models=self.models,
                 workers=self.workers,
                 local=self.local,
+                refusing_url=self.refusing_url,
             )
         )
         self.key = self._create_key()
@@ -250,6 +286,16 @@ class Gateway:
         if self.proc is None or self.proc.poll() is not None:
             return {"rss_kb": 0, "pss_kb": 0, "processes": 0}
         return procs.memory_kb(self.proc.pid)
+
+    def channels(self, model: str) -> dict[str, dict[str, Any]]:
+        """Channel label -> the gateway's health record (successes, failures, circuit, ...)
+        for the channels of ``model``, from ``GET /admin/channels`` (open to this machine
+        when no admin key is configured). With several workers it is one worker's view."""
+        st, data = procs.http_status(f"{self.base_url}/admin/channels", timeout=5)
+        if st != 200:
+            raise RuntimeError(f"GET /admin/channels answered {st}: {data[:200]!r}")
+        rows = json.loads(data).get("channels", [])
+        return {r["channel"]: r for r in rows if r.get("model") == model}
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -13,8 +13,10 @@ applies. Layouts:
 - ``qa-fewshot``: the same after a few plain examples (what the provider ships);
 - ``q-a-fewshot``: the examples with ``Q:`` / ``A:``.
 
-Sampling ``default`` is the provider's default (temperature 1, top-k 64, top-p 0.95) with one
-fixed seed per run (``--seeds``); ``greedy`` is temperature 0. The figures are also written to
+Sampling ``default`` is what a request that sets no sampling field gets (the layout's
+default: greedy for the question-and-answer layouts, temperature 1 with top-k 64 and top-p
+0.95 for the chat template), ``greedy`` is temperature 0 and ``t0.5`` temperature 0.5; each
+sampled run has its own fixed seed (``--seeds`` runs). The figures are also written to
 ``bench/out/local_quality.json``.
 """
 

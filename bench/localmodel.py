@@ -2,8 +2,9 @@
 
 Direct: a separate process (``python -m bench.localmodel``) loads the same GGUF with the same
 context size and thread count, and answers one JSON job per stdin line with the completion
-tokens and wall time of one ``Llama.create_completion`` of the prompt in Gemma's chat
-template. Through the gateway: the same
+tokens and wall time of one ``Llama.create_completion`` of the prompt as the gateway's local
+provider lays it out for the bundled base model (question and answer, with its stop
+sequences). Through the gateway: the same
 prompt, ``maxOutputTokens``, temperature and seed sent to ``:streamGenerateContent?alt=sse``;
 tokens are the last event's ``usageMetadata.candidatesTokenCount``. Both timings run from
 sending the request to the last token, so both include prompt processing.
@@ -42,10 +43,13 @@ def model_path() -> Path:
 # --- direct (child process) -----------------------------------------------------------------
 
 
-def gemma_turn(text: str) -> str:
-    """One user turn in Gemma's chat template, as the gateway's local provider builds it
-    (llama-cpp-python adds ``<bos>`` and parses the control tokens)."""
-    return f"<start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n"
+def completion_prompt(text: str) -> tuple[str, list[str]]:
+    """One question as the gateway's local provider prompts the bundled base model, and the
+    layout's stop sequences (llama-cpp-python adds ``<bos>``)."""
+    from gemgate.providers.local_prompt import QuestionAnswer
+
+    prompt = QuestionAnswer().build("", [("user", text)])
+    return "".join(seg.text for seg in prompt.segments), list(prompt.stop)
 
 
 def _same_model_params_as_gateway() -> None:
@@ -82,8 +86,10 @@ def _serve(path: str, n_ctx: int, threads: int) -> None:
     for line in sys.stdin:
         job = json.loads(line)
         t = time.perf_counter()
+        prompt, stop = completion_prompt(job["prompt"])
         out: Any = llm.create_completion(
-            gemma_turn(job["prompt"]),
+            prompt,
+            stop=stop,
             max_tokens=int(job["max_tokens"]),
             temperature=float(job["temperature"]),
             seed=int(job["seed"]),

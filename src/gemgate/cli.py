@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import shlex
@@ -92,8 +90,8 @@ def _program() -> str:
 def _try_curl(settings: Settings, models: list[str] | None) -> str | None:
     """A curl that calls the first deployed model (of ``models``, when given) on the configured
     address, with the key in ``$KEY``; None when no such model is deployed."""
-    deployed = [m.id for m in settings.models]
-    chosen = [m for m in deployed if not models or m in models]
+    wanted = set(models or ())
+    chosen = [m.id for m in settings.models if not wanted or wanted & {m.id, *m.aliases}]
     if not chosen:
         return None
     host = settings.server.host
@@ -150,7 +148,7 @@ def serve(
     err.print(f"gemgate: models {', '.join(m.id for m in settings.models) or '(none)'}")
     if no_keys:
         create = f"{_program()} keys create NAME" + (f" --config {shlex.quote(config)}" if config else "")
-        err.print(f"gemgate: no API keys yet. Create one with:  [bold]{escape(create)}[/bold]")
+        err.print(f"gemgate: no API keys yet. Create one with:  [bold]{escape(create)}[/bold]", soft_wrap=True)
     err.print(f"gemgate: listening on http://{bind_host}:{bind_port}")
     common: dict[str, Any] = {
         "host": bind_host,
@@ -289,42 +287,35 @@ def keys_top_up(name_or_prefix: str, usd: str, config: ConfigOpt = None) -> None
 def usage(
     key: Annotated[str | None, typer.Option(help="Only this key (by name).")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel (provider/upstream model).")] = None,
     since: Annotated[str | None, typer.Option(help="From this ISO date/time (inclusive).")] = None,
     until: Annotated[str | None, typer.Option(help="Until this ISO date/time (exclusive).")] = None,
-    group_by: Annotated[str | None, typer.Option("--group-by", help="day, model or key.")] = None,
+    group_by: Annotated[str | None, typer.Option("--group-by", help="day, hour, model, key or channel.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     config: ConfigOpt = None,
 ) -> None:
-    """Usage and cost from the ledger."""
+    """Usage and cost from the ledger (days and hours are UTC)."""
+    from gemgate.admin.usage_report import columns, report_rows, to_csv
+
     if group_by is not None and group_by not in usage_store.GROUP_BY:
-        raise typer.BadParameter("--group-by must be day, model or key")
+        raise typer.BadParameter(f"--group-by must be one of {', '.join(usage_store.GROUP_BY)}")
     if fmt not in ("table", "csv", "json"):
         raise typer.BadParameter("--format must be table, csv or json")
-    rows = usage_store.report(
-        _engine(config), key=key, model=model,
+    rows = report_rows(
+        _engine(config), key=key, model=model, channel=channel,
         since=_parse_when(since, "--since") if since else None,
         until=_parse_when(until, "--until") if until else None,
         group_by=group_by,
     )
-    for row in rows:
-        row["cost_usd"] = format_usd(row["cost_nanos"])
     if fmt == "json":
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
-    columns = ([group_by] if group_by else []) + [
-        "requests", "prompt_tokens", "cached_tokens", "tool_use_prompt_tokens", "thoughts_tokens",
-        "output_text", "output_image", "output_audio", "total_tokens", "interrupted", "estimated", "cost_usd",
-    ]
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(buf.getvalue())
+        sys.stdout.write(to_csv(rows, group_by))
         return
-    table = Table(*columns)
+    table = Table(*columns(group_by))
     for row in rows:
-        table.add_row(*(str(row.get(c, "")) for c in columns))
+        table.add_row(*(str(row.get(c, "")) for c in columns(group_by)))
     _out().print(table)
 
 

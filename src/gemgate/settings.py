@@ -21,7 +21,7 @@ from typing import Any
 CONFIG_ENV = "GEMGATE_CONFIG"
 DEFAULT_DB_URL = "sqlite:///gemgate.db"
 LOCAL_MODEL_ID = "gemma-3-270m"
-PROVIDER_TYPES = ("gemini", "openai", "local")
+PROVIDER_TYPES = ("gemini", "openai", "anthropic", "local")
 
 
 class ConfigError(ValueError):
@@ -82,6 +82,8 @@ class LedgerSettings:
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
     key: Secret | None = None
+    # Usage records (the request log) and stored bodies older than this are deleted; 0: kept.
+    log_retention_days: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,7 @@ class ProviderSettings:
     model_path: str | None = None
     n_ctx: int = 8192
     threads: int | None = None
-    max_output_tokens: int = 1024
+    max_output_tokens: int | None = None  # None: the provider's own default
 
     def key_pool(self) -> tuple[Secret, ...]:
         """The upstream keys to use in turn (none for a provider that needs no key)."""
@@ -319,7 +321,7 @@ def _provider(t: _Table, env: Mapping[str, str]) -> ProviderSettings:
         model_path=t.text("model_path"),
         n_ctx=t.integer("n_ctx", 8192),
         threads=t.integer("threads"),
-        max_output_tokens=t.integer("max_output_tokens", 1024),
+        max_output_tokens=t.integer("max_output_tokens"),
     )
     t.done()
     if ptype in ("gemini", "openai") and not p.base_url:
@@ -402,8 +404,13 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
     )
     ledger_t.done()
     admin_t = root.table("admin")
-    admin = AdminSettings(key=_secret(admin_t.text("key"), "admin.key", env))
+    admin = AdminSettings(
+        key=_secret(admin_t.text("key"), "admin.key", env),
+        log_retention_days=admin_t.integer("log_retention_days", 30),
+    )
     admin_t.done()
+    if admin.log_retention_days < 0:
+        raise ConfigError("admin.log_retention_days must not be negative (0 keeps records)")
     routing = _routing(root.table("routing"))
 
     root.seen.update({"providers", "models"})

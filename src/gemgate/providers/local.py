@@ -87,6 +87,8 @@ class LocalProvider:
         self.name = name
         self.default_max_output = default_max_output  # when a request sets no maxOutputTokens
         self.prompt_format = prompt_format
+        # What a request that sets no sampling field gets (completed when the model loads).
+        self._defaults = Sampling(max_tokens=default_max_output)
         self.model_path = Path(model_path)
         self.model_name = model_name
         self.n_ctx = n_ctx
@@ -115,6 +117,10 @@ class LocalProvider:
                 bos_token=model.bos_text,
                 eos_token=model.eos_text,
                 add_bos=model.add_bos,
+            )
+        if self.prompt_format is not None and self.prompt_format.temperature is not None:
+            self._defaults = dataclasses.replace(
+                self._defaults, temperature=self.prompt_format.temperature
             )
 
     async def aclose(self) -> None:
@@ -375,7 +381,7 @@ class LocalProvider:
 
     def _sampling(self, config: Any) -> Sampling:
         if config is None:
-            return Sampling(max_tokens=self.default_max_output)
+            return self._defaults
         if not isinstance(config, dict):
             raise InvalidArgument.field("generationConfig", "must be an object")
         name = self.model_name
@@ -427,7 +433,7 @@ class LocalProvider:
         seed = config.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise bad("seed", "must be an integer")
-        default = Sampling()
+        default = self._defaults
         temperature = number("temperature", 0.0, 2.0)
         top_p = number("topP", 0.0, 1.0)
         top_k = integer("topK", 0)

@@ -44,9 +44,12 @@ class Prompt:
 
 
 class PromptFormat(Protocol):
-    """Turns a system instruction and alternating user/model turns into a :class:`Prompt`."""
+    """Turns a system instruction and alternating user/model turns into a :class:`Prompt`.
+    ``temperature``: what a request that sets none is sampled at (None: the provider's
+    default)."""
 
     name: str
+    temperature: float | None
 
     def build(self, system: str, turns: Sequence[Turn]) -> Prompt: ...
 
@@ -73,6 +76,7 @@ class ChatTemplate:
     with ``raise_exception``, ``strftime_now`` and ``tojson`` as in ``transformers``)."""
 
     name = "chat template"
+    temperature: float | None = None
 
     def __init__(
         self, source: str, *, bos_token: str = "", eos_token: str = "", add_bos: bool = True
@@ -156,6 +160,9 @@ class QuestionAnswer:
     a model turn is continued (that turn is the start of the answer)."""
 
     name = "question and answer"
+    # Greedy: a base model this small answers plain questions correctly far more often
+    # (bench/local_quality.py measures it).
+    temperature: float | None = 0.0
 
     def __init__(
         self,

@@ -43,8 +43,24 @@ def build_provider(
             connect_timeout=routing.connect_timeout_s,
         )
         return http, pool
+    if p.type == "anthropic":
+        from gemgate.providers.anthropic import DEFAULT_BASE_URL, AnthropicProvider
+
+        return AnthropicProvider(
+            p.name,
+            p.base_url or DEFAULT_BASE_URL,
+            secrets,
+            headers=dict(p.headers),
+            timeout=server.upstream_timeout_s,
+            connect_timeout=routing.connect_timeout_s,
+            **({"default_max_tokens": p.max_output_tokens} if p.max_output_tokens else {}),
+        ), pool
     if p.type == "local":
-        from gemgate.providers.local import LocalProvider, default_model_path
+        from gemgate.providers.local import (
+            DEFAULT_MAX_OUTPUT_TOKENS,
+            LocalProvider,
+            default_model_path,
+        )
 
         path = Path(p.model_path) if p.model_path else default_model_path()
         if not path.is_file():
@@ -55,6 +71,6 @@ def build_provider(
             n_ctx=p.n_ctx,
             n_threads=p.threads,
             model_name=model_name,
-            default_max_output=p.max_output_tokens,
+            default_max_output=p.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
         ), None
     raise ConfigError(f"provider {p.name}: unknown type {p.type}")
