@@ -50,28 +50,41 @@ def _dumps(obj: Any) -> bytes:
 
 
 def _error_body(raw: bytes) -> dict[str, Any]:
-    """An upstream error answer as ``{"error": {"message": ...}}`` for :func:`upstream_error`.
+    """An upstream error answer as ``{"error": {"message", "details"}}`` for
+    :func:`upstream_error`.
 
     OpenAI's envelope is ``{"error": {"message", "type", "param", "code"}}``; its ``code`` is
-    a string such as ``invalid_api_key``, not a Google status, so only the message is kept.
+    a string such as ``invalid_api_key``, not a Google status, so the message is kept.
+    Google's OpenAI-compatible endpoint answers in its own envelope, often wrapped in a
+    list, with ``details`` (``RetryInfo`` on a 429): those are kept too.
     """
     message = ""
+    details: list[Any] = []
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
         message = raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
     else:
+        if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
+            parsed = parsed[0]
         if isinstance(parsed, dict):
             err = parsed.get("error")
             if isinstance(err, dict):
                 message = str(err.get("message") or err.get("code") or "")
+                if isinstance(err.get("details"), list):
+                    details = err["details"]
             elif isinstance(err, str):
                 message = err
             elif isinstance(parsed.get("message"), str):
                 message = parsed["message"]
             elif isinstance(parsed.get("detail"), str):
                 message = parsed["detail"]
-    return {"error": {"message": message[:_MAX_ERROR_TEXT]}} if message else {}
+    if not message and not details:
+        return {}
+    body: dict[str, Any] = {"message": message[:_MAX_ERROR_TEXT]}
+    if details:
+        body["details"] = details
+    return {"error": body}
 
 
 def _chunk(data: dict[str, Any]) -> Chunk:
