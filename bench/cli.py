@@ -2,7 +2,8 @@
 
 One command: install wrk/gcc if missing, build and start the mock upstream, start the gateway
 in front of it (pure proxy, governed, and governed with two workers), measure everything
-interleaved, and write ``report.json`` and ``report.md``. Exit status 0 when the report was
+interleaved (including, on the governed gateway, requests that fail over from a channel
+that refuses connections), and write ``report.json`` and ``report.md``. Exit status 0 when the report was
 written and nothing failed, 1 when some measurement failed (the report says which), 2 when
 the harness could not run at all.
 """
@@ -27,12 +28,13 @@ from bench.gateway import Gateway, LocalModelSpec, gateway_available
 from bench.phases import Context, Options, Target
 from bench.upstream import MockUpstream
 
-ALL_PHASES = ("memory", "latency", "throughput", "stream", "hold", "local")
+ALL_PHASES = ("memory", "latency", "failover", "throughput", "stream", "hold", "local")
 GATEWAY_TARGETS = {  # target name -> (mode, workers)
     "proxy": ("proxy", 1),
     "governed": ("governed", 1),
     "governed_w2": ("governed", 2),
 }
+FAILOVER_GATEWAYS = ("governed",)  # whose failover model is measured (every gateway serves it)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "mock":
         gw_names = []
         wanted.discard("memory")
+        wanted.discard("failover")
         wanted.discard("local")
 
     out: Path = args.out.resolve()
@@ -178,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     errors: list[str] = []
     gateways: dict[str, Gateway] = {}
+    # Held open for the whole run: the port where the failover model's first channel is
+    # refused at once (bound, never listening, so nothing else can take it).
+    refusing_sock, refusing_port = procs.refusing_port()
+    refusing_url = f"http://127.0.0.1:{refusing_port}"
     try:
         try:
             versions = install.ensure_tools(install=not args.no_install)
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir=out / "gateways" / g,
                 mock_url=mock.url,
                 models=models,
+                refusing_url=refusing_url,
             )
             try:
                 say(f"starting gateway {g} ({mode}, {workers} worker(s))")
@@ -250,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
                 "workers": gw.workers,
                 "mode": gw.mode,
             }
+            if "failover" in wanted and g in FAILOVER_GATEWAYS:
+                ft = phases.failover_target(t)
+                check = ctx.guarded("failover", ft, phases.failover_sanity, ft)
+                gw_status[g]["failover_sanity"] = check
+                if "error" not in check:
+                    ctx.failover.append(ft)
         if gateways:
             time.sleep(1.0)
         for g, gw in gateways.items():
@@ -273,12 +287,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results["memory"] = {g: {"idle": m} for g, m in idle.items()}
 
-        if wanted & {"latency", "throughput"} and targets:
+        if wanted & {"latency", "failover", "throughput"} and targets:
             with _timed(phase_s, "warmup"):
                 phases.warmup(ctx)
-        if "latency" in wanted:
+        if wanted & {"latency", "failover"}:
             with _timed(phase_s, "latency"):
-                results["latency_c1"] = phases.latency_c1(ctx)
+                lat, checks = phases.latency_with_failover(ctx, all_targets="latency" in wanted)
+                results["latency_c1"] = lat
+                if "failover" in wanted:
+                    results["failover"] = {
+                        "refusing_url": refusing_url,
+                        "circuit_failures": 0,
+                        "checks": checks,
+                    }
         if "throughput" in wanted:
             with _timed(phase_s, "throughput"):
                 results["throughput_c32"] = phases.throughput(ctx, 32)
@@ -312,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         for gw in gateways.values():
             gw.stop()
         procs.stop_all()
+        refusing_sock.close()
 
     meta["elapsed_s"] = time.monotonic() - started
     meta["loadavg_end"] = _loadavg()

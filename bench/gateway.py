@@ -106,7 +106,14 @@ def render_config(
     if workers > 1:
         # Several workers share budgets and rate limits through Redis (the gateway refuses
         # to start them without it); each run has its own prefix.
-        lines += ["[redis]", f"url = {_toml_str(REDIS_URL)}", f'prefix = "gemgate-bench-{port}"', ""]
+        lines += [
+            "[redis]",
+            f"url = {_toml_str(REDIS_URL)}",
+            f'prefix = "gemgate-bench-{port}"',
+            "",
+        ]
+    if refusing_url is not None:
+        lines += ["[routing]", "circuit_failures = 0", ""]
     lines += [
         "[[providers]]",
         'name = "mock"',
@@ -114,6 +121,15 @@ def render_config(
         f"base_url = {_toml_str(mock_url)}",
         f'api_key = "env:{UPSTREAM_KEY_ENV}"',
     ]
+    if refusing_url is not None:
+        lines += [
+            "",
+            "[[providers]]",
+            f"name = {_toml_str(REFUSING_PROVIDER)}",
+            'type = "gemini"',
+            f"base_url = {_toml_str(refusing_url)}",
+            f'api_key = "env:{UPSTREAM_KEY_ENV}"',
+        ]
     if local is not None:
         lines += ["", "[[providers]]", 'name = "local"', 'type = "local"']
         if local.model_path:
@@ -288,14 +304,14 @@ class Gateway:
         return procs.memory_kb(self.proc.pid)
 
     def channels(self, model: str) -> dict[str, dict[str, Any]]:
-        """Channel label -> the gateway's health record (successes, failures, circuit, ...)
-        for the channels of ``model``, from ``GET /admin/channels`` (open to this machine
-        when no admin key is configured). With several workers it is one worker's view."""
+        """Provider name -> the gateway's record of that channel of ``model`` (successes,
+        failures, circuit, ...), from ``GET /admin/channels`` (open to this machine when no
+        admin key is configured). With several workers it is one worker's view."""
         st, data = procs.http_status(f"{self.base_url}/admin/channels", timeout=5)
         if st != 200:
             raise RuntimeError(f"GET /admin/channels answered {st}: {data[:200]!r}")
         rows = json.loads(data).get("channels", [])
-        return {r["channel"]: r for r in rows if r.get("model") == model}
+        return {r["provider"]: r for r in rows if r.get("model") == model}
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

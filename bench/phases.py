@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import loadgen, procs
-from bench.gateway import Gateway
+from bench.gateway import FAILOVER_MODEL, REFUSING_PROVIDER, Gateway
 from bench.stats import summarize
 
 GEN_BODY = json.dumps(
@@ -31,6 +31,7 @@ GEN_BODY = json.dumps(
     separators=(",", ":"),
 )
 BASE_MODEL = "bench-model"
+FAILOVER_SUFFIX = "_failover"  # target name of a gateway's failover model: governed_failover
 
 
 def stream_model(delay_us: int) -> str:
@@ -90,9 +91,10 @@ class Target:
     headers: dict[str, str]
     gateway: Gateway | None = None
     failed: str | None = None  # set when the target became unusable
+    model: str = BASE_MODEL  # what the wrk phases ask for
 
-    def gen_url(self, model: str = BASE_MODEL) -> str:
-        return f"{self.base_url}/v1beta/models/{model}:generateContent"
+    def gen_url(self, model: str | None = None) -> str:
+        return f"{self.base_url}/v1beta/models/{model or self.model}:generateContent"
 
     def stream_url(self, model: str) -> str:
         return f"{self.base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
@@ -113,6 +115,7 @@ class Context:
     targets: list[Target]
     stream_client: Any = None  # bench.streamclient.StreamClient
     errors: list[str] = field(default_factory=list)
+    failover: list[Target] = field(default_factory=list)  # see failover_target
 
     def say(self, msg: str) -> None:
         print(f"[bench] {msg}", flush=True)
@@ -169,15 +172,92 @@ def sanity_check(target: Target, stream_delay_us: int) -> dict[str, Any]:
     return {"ok": True, "stream_events": len(events)}
 
 
+# --- failover -------------------------------------------------------------------------------------
+
+
+def failover_target(t: Target) -> Target:
+    """The same gateway asked for its failover model (see :mod:`bench.gateway`): each request
+    first tries a channel whose connections are refused, then the mock."""
+    return Target(
+        t.name + FAILOVER_SUFFIX, t.base_url, t.headers, gateway=t.gateway, model=FAILOVER_MODEL
+    )
+
+
+def failover_counts(t: Target) -> dict[str, int]:
+    """The gateway's counters for the failover model's two channels."""
+    assert t.gateway is not None
+    rows = t.gateway.channels(FAILOVER_MODEL)
+    refusing, mock = rows.get(REFUSING_PROVIDER), rows.get("mock")
+    if refusing is None or mock is None:
+        raise RuntimeError(f"{FAILOVER_MODEL} lacks its channels: {sorted(rows)}")
+    if refusing.get("circuit") != "closed":
+        raise RuntimeError(f"the refusing channel's circuit is {refusing.get('circuit')}")
+    return {
+        "refused": int(refusing["failures"]),
+        "refusing_successes": int(refusing["successes"]),
+        "answered": int(mock["successes"]),
+        "mock_failures": int(mock["failures"]),
+    }
+
+
+def failover_sanity(t: Target) -> dict[str, Any]:
+    """One request to the failover model must be answered by the mock after one refused
+    attempt, before anything is timed."""
+    before = failover_counts(t)
+    st, data = procs.http_status(
+        t.gen_url(), method="POST", body=GEN_BODY.encode(), headers=t.headers, timeout=30
+    )
+    if st != 200 or b"candidates" not in data:
+        raise RuntimeError(f"{FAILOVER_MODEL} generateContent answered {st}: {data[:300]!r}")
+    delta = _delta(before, failover_counts(t))
+    if delta["refused"] != 1 or delta["answered"] != 1:
+        raise RuntimeError(f"one request to {FAILOVER_MODEL} did not fail over once: {delta}")
+    return {"ok": True, **delta}
+
+
+def failover_summary(t: Target, before: dict[str, int], latency: dict[str, Any]) -> dict[str, Any]:
+    """Whether every request the failover measurement made really failed over: each one the
+    mock answered behind the gateway was refused by the first channel first."""
+    delta = _delta(before, failover_counts(t))
+    answered = delta["answered"]
+    out: dict[str, Any] = {
+        "target": t.name,
+        "model": FAILOVER_MODEL,
+        "wrk_requests": latency.get("requests"),
+        **delta,
+        "share_failed_over": delta["refused"] / answered if answered else None,
+    }
+    if answered == 0 or delta["refused"] < answered or delta["refusing_successes"]:
+        raise RuntimeError(f"not every request to {FAILOVER_MODEL} failed over: {out}")
+    return out
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before[k] for k in after}
+
+
+def with_failover(targets: list[Target], failover: list[Target]) -> list[Target]:
+    """``targets`` with each failover target right after its gateway's normal one, so the
+    two are measured back to back in every round."""
+    out: list[Target] = []
+    for t in targets:
+        out.append(t)
+        out += [f for f in failover if f.name == t.name + FAILOVER_SUFFIX]
+    return out
+
+
 # --- wrk phases ---------------------------------------------------------------------------------
 
 
-def _wrk_rounds(ctx: Context, phase: str, connections: int) -> dict[str, Any]:
+def _wrk_rounds(
+    ctx: Context, phase: str, connections: int, targets: list[Target] | None = None
+) -> dict[str, Any]:
     opts = ctx.opts
-    runs: dict[str, list[loadgen.WrkResult]] = {t.name: [] for t in ctx.targets}
+    targets = ctx.targets if targets is None else targets
+    runs: dict[str, list[loadgen.WrkResult]] = {t.name: [] for t in targets}
     failures: dict[str, Any] = {}
     for rnd in range(opts.rounds):
-        for t in ctx.targets:
+        for t in targets:
             if t.name in failures:
                 continue
             ctx.say(
@@ -200,7 +280,7 @@ def _wrk_rounds(ctx: Context, phase: str, connections: int) -> dict[str, Any]:
             else:
                 runs[t.name].append(res)
     out: dict[str, Any] = {}
-    for t in ctx.targets:
+    for t in targets:
         out[t.name] = failures.get(t.name) or loadgen.merge(runs[t.name])
         if t.name not in failures:
             out[t.name]["per_run"] = [r.to_json() for r in runs[t.name]]
@@ -208,7 +288,7 @@ def _wrk_rounds(ctx: Context, phase: str, connections: int) -> dict[str, Any]:
 
 
 def warmup(ctx: Context) -> None:
-    for t in ctx.targets:
+    for t in with_failover(ctx.targets, ctx.failover):
         ctx.guarded(
             "warmup",
             t,
@@ -222,8 +302,36 @@ def warmup(ctx: Context) -> None:
         )
 
 
-def latency_c1(ctx: Context) -> dict[str, Any]:
-    return _wrk_rounds(ctx, "latency_c1", 1)
+def latency_c1(ctx: Context, targets: list[Target] | None = None) -> dict[str, Any]:
+    return _wrk_rounds(ctx, "latency_c1", 1, targets)
+
+
+def latency_with_failover(
+    ctx: Context, *, all_targets: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """c=1 latency of every target (or, with ``all_targets`` false, only of the gateways
+    that have a failover target) and of each failover target right after its gateway's
+    normal model in the same rounds; then (latency results, failover check per target)."""
+    base = ctx.targets
+    if not all_targets:
+        names = {f.name.removesuffix(FAILOVER_SUFFIX) for f in ctx.failover}
+        base = [t for t in ctx.targets if t.name in names]
+    before: dict[str, dict[str, int]] = {}
+    for f in ctx.failover:
+        got = ctx.guarded("failover", f, failover_counts, f)
+        if "error" not in got:
+            before[f.name] = got
+    fo_targets = [f for f in ctx.failover if f.name in before]
+    lat = latency_c1(ctx, with_failover(base, fo_targets))
+    checks: dict[str, Any] = {}
+    for f in fo_targets:
+        if "error" in lat.get(f.name, {}):
+            checks[f.name] = {"error": lat[f.name]["error"]}
+            continue
+        checks[f.name] = ctx.guarded(
+            "failover", f, failover_summary, f, before[f.name], lat[f.name]
+        )
+    return lat, checks
 
 
 def throughput(ctx: Context, connections: int) -> dict[str, Any]:

@@ -151,6 +151,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def refusing_port() -> tuple[socket.socket, int]:
+    """A port on 127.0.0.1 where every connection is refused at once: a socket bound to it
+    but never listening (the kernel answers a SYN with a reset). Keep the socket open for as
+    long as the port must refuse; while it is bound nothing else can take the port."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    return s, int(s.getsockname()[1])
+
+
 def wait_until(
     check: Callable[[], bool],
     *,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 GATEWAYS = ("proxy", "governed", "governed_w2")
+FAILOVER = "governed_failover"  # the governed gateway's model whose first channel refuses
 COLUMNS = ("direct", *GATEWAYS)
 LABELS = {
     "direct": "direct (mock)",
@@ -161,6 +162,36 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         lambda c: _ms(_get(lat, c, "p99_us")),
         target=Target("added", "<=", 1.5, "ms", "added <= 1.5 ms"),
     )
+
+    # Failover: the governed gateway's failover model against its normal one, same rounds.
+    # The direct column holds the normal model here, so "added" is what one failover costs.
+    check = _get(results, "failover", "checks", FAILOVER)
+    if isinstance(check, dict) and "answered" in check:
+        how = (
+            f"; {check['refused']:,} refused attempts for {check['answered']:,} answered "
+            "requests (circuit_failures = 0: the circuit never opens)"
+        )
+    else:
+        how = ""
+    for p, tgt in (
+        ("p50", Target("added", "<=", 1.0, "ms", "added <= 1 ms over no failover")),
+        ("p99", None),
+    ):
+        row(
+            f"failover: c=1 latency {p}",
+            "ms",
+            lambda c, p=p: _ms(_get(lat, FAILOVER, f"{p}_us")) if c == "governed" else None,
+            direct_pick=lambda p=p: _ms(_get(lat, "governed", f"{p}_us")),
+            target=tgt,
+            note=(
+                "direct column: the governed gateway's model whose one channel answers; "
+                "governed column: its model whose first channel (priority 0) refuses "
+                "connections, so each request fails over once to the mock (priority 1), "
+                "measured in the same rounds; added = the cost of failing over" + how
+            )
+            if p == "p50"
+            else "",
+        )
 
     for conc in (32, 128):
         tp = results.get(f"throughput_c{conc}", {})

@@ -107,3 +107,24 @@ def test_quick_run_measures_every_gateway(
             assert row[col] is not None, (metric, col, row)
         assert "met" in row
     assert doc["targets"]["total"] >= 8
+
+
+def test_quick_run_measures_failover(
+    quick_report: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, out = quick_report
+    doc = json.loads((out / "report.json").read_text())
+    results = doc["results"]
+    entry = results["latency_c1"]["governed_failover"]
+    assert "error" not in entry, (entry, doc["errors"])
+    assert entry["requests"] > 0, entry
+    check = results["failover"]["checks"]["governed_failover"]
+    assert "error" not in check, (check, doc["errors"])
+    # every request the mock answered for the failover model was refused first
+    assert check["answered"] >= entry["requests"] > 0, check
+    assert check["refused"] >= check["answered"], check
+    rows = {r["metric"]: r for r in doc["rows"]}
+    p50 = rows["failover: c=1 latency p50"]
+    assert p50["direct"] is not None and p50["governed"] is not None, p50
+    assert p50["added_governed"] is not None and "met" in p50, p50
+    assert "failover: c=1 latency p50" in (out / "report.md").read_text()

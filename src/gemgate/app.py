@@ -19,9 +19,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gemgate.admin.channels import channel_report
 from gemgate.admin.guard import AdminGuard
+from gemgate.admin.runtime import ConsoleRuntime
 from gemgate.asgi import Message, Receive, Request, Scope, Send, send_bytes, send_json
 from gemgate.billing.ledger import LedgerWriter
 from gemgate.catalog import load_catalog
+from gemgate.doors.anthropic import AnthropicDoor
 from gemgate.doors.gemini import GeminiDoor
 from gemgate.doors.openai import OpenAIDoor
 from gemgate.errors import (
@@ -68,6 +70,7 @@ class Gateway:
         self.doors: dict[str, Door] = {}
         self.admin: Any = None
         self.guard = AdminGuard(None)
+        self.console: ConsoleRuntime | None = None
         self.settler: Settler | None = None
         self.metrics: Metrics | None = None
         self.budgets: Any = None
@@ -121,10 +124,13 @@ class Gateway:
         self.doors = {
             "gemini": GeminiDoor(),
             "openai": OpenAIDoor(allow_remote_media=s.server.allow_remote_media),
+            "anthropic": AnthropicDoor(allow_remote_media=s.server.allow_remote_media),
         }
         self.admin = self._admin()
         # One gate, and one count of failed attempts, for every operator endpoint.
         self.guard = self.admin.guard if self.admin is not None else AdminGuard(None)
+        self.console = ConsoleRuntime(self.engine, router, self.guard, s, self.keys)
+        await self.console.start(self.settler)
         # Everything built so far (catalog, vocabulary tables, providers) lives as long as
         # the process: keep it out of the garbage collector's full scans, whose pauses
         # would otherwise land on requests.
@@ -161,6 +167,8 @@ class Gateway:
         return AdminApi(self.engine, self.settings.admin.key.reveal())
 
     async def shutdown(self) -> None:
+        if self.console is not None:
+            await self.console.aclose()
         if self.settler is not None:
             await self.settler.drain()
         if self.keys is not None:
@@ -250,12 +258,14 @@ class Gateway:
         elif target == "metrics":
             await self._metrics(req, send)
         elif target == "admin":
-            await self._admin_route(req, send, "/" + params["path"])
+            await self._admin_route(req, send, "/" + params.get("path", ""))
         else:
             await self._not_found(req, path, send)
 
     async def _admin_route(self, req: Request, send: Send, path: str) -> None:
-        if path.rstrip("/") == "/channels" and req.method == "GET":
+        if self.console is not None and self.console.console.serves(path):
+            await self.console.console.handle(req, send, path)
+        elif path.rstrip("/") == "/channels" and req.method == "GET":
             if await self._operator(req, send, "channel health"):
                 assert self.router is not None
                 await send_bytes(send, 200, orjson.dumps({"channels": channel_report(self.router)}))

@@ -6,7 +6,8 @@ Patterns are matched against the percent-decoded path (so ``%3A`` is a ``:`` and
 segments (model ids may contain ``/``); ``{model+}:{method}`` splits at the LAST ``:``.
 Gemini's paths are mounted under every configured path prefix (``""`` and ``/gemini``
 by default). ``GET /v1/models`` is both Gemini's (version v1, empty prefix) and OpenAI's:
-a request carrying a Gemini-style key (``x-goog-api-key`` or ``?key=``) is Gemini's.
+a request carrying a Gemini-style key (``x-goog-api-key`` or ``?key=``) is Gemini's, one
+carrying ``anthropic-version`` (and no Gemini-style key) Anthropic's.
 A path with a ``..`` segment is refused before any matching.
 """
 
@@ -37,6 +38,10 @@ def gemini_style(req: Request) -> bool:
 
 def not_gemini_style(req: Request) -> bool:
     return not gemini_style(req)
+
+
+def anthropic_style(req: Request) -> bool:
+    return "anthropic-version" in req.headers and not gemini_style(req)
 
 
 _PARAM = re.compile(r"\{(\w+)(\+?)\}")
@@ -99,8 +104,16 @@ ROUTES: tuple[Route, ...] = (
     http("GET", "/healthz", "health"),
     http("GET", "/readyz", "health"),
     http("GET", "/metrics", "metrics"),
+    http("GET", "/admin", "admin"),
+    http("GET", "/admin/", "admin"),
     http("GET", "/admin/{path+}", "admin"),
     http("POST", "/admin/{path+}", "admin"),
+    # --- Anthropic ---
+    http("POST", "/v1/messages", "anthropic", "messages"),
+    http("POST", "/v1/messages/count_tokens", "anthropic", "count_tokens"),
+    http("HEAD", "/", "health"),  # Claude Code's reachability probe of its base URL
+    http("GET", "/v1/models", "anthropic", "models.list", guard=anthropic_style),
+    http("GET", "/v1/models/{model+}", "anthropic", "models.get", guard=anthropic_style),
     # --- OpenAI ---
     http("POST", "/v1/chat/completions", "openai", "chat.completions"),
     http("POST", "/v1/embeddings", "openai", "embeddings"),

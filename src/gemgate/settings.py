@@ -10,7 +10,9 @@ SQLite in the working directory and the built-in local model.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +23,10 @@ from typing import Any
 CONFIG_ENV = "GEMGATE_CONFIG"
 DEFAULT_DB_URL = "sqlite:///gemgate.db"
 LOCAL_MODEL_ID = "gemma-3-270m"
-PROVIDER_TYPES = ("gemini", "openai", "anthropic", "local")
+PROVIDER_TYPES = ("gemini", "openai", "anthropic", "vertex", "local")
+_LOCATION = re.compile(r"[a-z][a-z0-9-]{0,62}")
+# What a service-account JSON must hold for the gateway to mint access tokens with it.
+_SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 
 
 class ConfigError(ValueError):
@@ -58,6 +63,25 @@ class ServerSettings:
     # Addresses of reverse proxies whose X-Forwarded-For is trusted for the client address
     # (IP allowlists, logs); empty: the peer address is the client.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # The gateway's own address as clients reach it (e.g. "https://llm.example.com"), for
+    # the URLs it hands out (upload URLs, file URIs); None: the request's scheme and host.
+    public_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FilesSettings:
+    """Uploaded files (the Gemini Files API) and where their bytes are kept."""
+
+    dir: str = "gemgate-files"  # the local content store, relative to the working directory
+    store: str = "local"  # local | database (every replica reaches it)
+    max_file_mb: int = 2048
+    quota_mb: int = 20480  # per key, files not yet expired
+    ttl_hours: int = 48
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    concurrency: int = 1  # items this process runs at once for batches it works itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +107,7 @@ class LedgerSettings:
 class AdminSettings:
     key: Secret | None = None
     # Usage records (the request log) and stored bodies older than this are deleted; 0: kept.
-    log_retention_days: int = 30
+    log_retention_days: int = 0  # 0: usage records (the ledger) are kept for ever
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +122,23 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CatalogSettings:
+    # A price file (the catalog's price keys, with scheduled changes) that replaces the
+    # bundled prices of the models it names; None: the bundled prices.
+    prices_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VertexSettings:
+    """A ``vertex`` provider: Google Cloud's Vertex AI, with service-account credentials."""
+
+    project: str
+    location: str  # "global", or a region such as "us-central1"
+    # Service-account JSONs, used in turn like a key pool; each is a Secret.
+    credentials: tuple[Secret, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSettings:
     name: str
     type: str
@@ -109,6 +150,7 @@ class ProviderSettings:
     n_ctx: int = 8192
     threads: int | None = None
     max_output_tokens: int | None = None  # None: the provider's own default
+    vertex: VertexSettings | None = None  # type "vertex" only
 
     def key_pool(self) -> tuple[Secret, ...]:
         """The upstream keys to use in turn (none for a provider that needs no key)."""
@@ -152,6 +194,9 @@ class Settings:
     ledger: LedgerSettings = LedgerSettings()
     admin: AdminSettings = AdminSettings()
     routing: RoutingSettings = RoutingSettings()
+    catalog: CatalogSettings = CatalogSettings()
+    files: FilesSettings = FilesSettings()
+    batches: BatchSettings = BatchSettings()
     providers: tuple[ProviderSettings, ...] = ()
     models: tuple[ModelSettings, ...] = ()
     source: str = "embedded default"
@@ -282,8 +327,11 @@ def _server(t: _Table) -> ServerSettings:
         upstream_timeout_s=t.number("upstream_timeout_s", d.upstream_timeout_s),
         allow_remote_media=t.flag("allow_remote_media", d.allow_remote_media),
         forwarded_allow_ips=t.str_list("forwarded_allow_ips"),
+        public_url=t.text("public_url"),
     )
     t.done()
+    if s.public_url is not None and not s.public_url.startswith(("http://", "https://")):
+        raise ConfigError("server.public_url must be an http:// or https:// URL")
     if not 0 < s.port < 65536:
         raise ConfigError("server.port must be between 1 and 65535")
     if s.max_body_mb < 1:
@@ -322,11 +370,88 @@ def _provider(t: _Table, env: Mapping[str, str]) -> ProviderSettings:
         n_ctx=t.integer("n_ctx", 8192),
         threads=t.integer("threads"),
         max_output_tokens=t.integer("max_output_tokens"),
+        vertex=_vertex(t, env) if ptype == "vertex" else None,
     )
     t.done()
+    if ptype == "vertex" and p.key_pool():
+        raise ConfigError(
+            f"{t.where}: a vertex provider signs in with a service account "
+            "(credentials_file or credentials), not api_key"
+        )
     if ptype in ("gemini", "openai") and not p.base_url:
         raise ConfigError(f"{t.where}.base_url is required for a {ptype} provider")
     return p
+
+
+def _one_or_many(t: _Table, key: str) -> tuple[str, ...]:
+    """A string, or a non-empty list of strings."""
+    t.seen.add(key)
+    value = t.data.get(key)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{t.where}.{key} must be a string or a non-empty list of strings")
+
+
+def _service_account(secret: Secret, where: str) -> Secret:
+    """Check that ``secret`` holds a service-account JSON; the message never shows it."""
+    try:
+        info = json.loads(secret.reveal())
+    except ValueError:
+        raise ConfigError(f"{where} is not a service-account JSON (it is not JSON)") from None
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        raise ConfigError(f'{where} is not a service-account JSON (its "type" is not "service_account")')
+    for name in _SERVICE_ACCOUNT_FIELDS:
+        if not isinstance(info.get(name), str) or not info[name]:
+            raise ConfigError(f"{where} is not a usable service-account JSON: it has no {name}")
+    return secret
+
+
+def _vertex(t: _Table, env: Mapping[str, str]) -> VertexSettings:
+    project = t.text("project")
+    location = t.text("location")
+    if not project:
+        raise ConfigError(f"{t.where}.project (the Google Cloud project id) is required for a vertex provider")
+    if not location:
+        raise ConfigError(
+            f'{t.where}.location is required for a vertex provider ("global", or a region such as "us-central1")'
+        )
+    if not _LOCATION.fullmatch(location):
+        raise ConfigError(f'{t.where}.location {location!r} is not a location ("global", "us-central1", ...)')
+    files = _one_or_many(t, "credentials_file")
+    refs = _one_or_many(t, "credentials")
+    if files and refs:
+        raise ConfigError(f"{t.where}: give either credentials_file or credentials, not both")
+    secrets: list[Secret] = []
+    for i, path in enumerate(files):
+        where = f"{t.where}.credentials_file" + (f"[{i}]" if len(files) > 1 else "")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{where}: {path} cannot be read ({exc.strerror or exc})") from None
+        secrets.append(_service_account(Secret(text, f"file:{Path(path).name}"), where))
+    for i, ref in enumerate(refs):
+        where = f"{t.where}.credentials" + (f"[{i}]" if len(refs) > 1 else "")
+        if not ref.startswith("env:"):
+            raise ConfigError(f'{where} must name an environment variable holding the JSON ("env:VAR")')
+        secrets.append(_service_account(_required_secret(ref, where, env), where))
+    if not secrets:
+        raise ConfigError(
+            f"{t.where}: a vertex provider needs service-account credentials: credentials_file "
+            '(a path to the JSON key) or credentials = "env:VAR" (the JSON itself)'
+        )
+    return VertexSettings(project=project, location=location, credentials=tuple(secrets))
+
+
+def _catalog(t: _Table) -> CatalogSettings:
+    c = CatalogSettings(prices_file=t.text("prices_file"))
+    t.done()
+    if c.prices_file is not None and not Path(c.prices_file).is_file():
+        raise ConfigError(f"catalog.prices_file {c.prices_file} is not a file")
+    return c
 
 
 def _channels(t: _Table, upstream_model: str) -> tuple[ChannelSettings, ...]:
@@ -406,12 +531,14 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
     admin_t = root.table("admin")
     admin = AdminSettings(
         key=_secret(admin_t.text("key"), "admin.key", env),
-        log_retention_days=admin_t.integer("log_retention_days", 30),
+        log_retention_days=admin_t.integer("log_retention_days", 0),
     )
     admin_t.done()
     if admin.log_retention_days < 0:
         raise ConfigError("admin.log_retention_days must not be negative (0 keeps records)")
     routing = _routing(root.table("routing"))
+    catalog = _catalog(root.table("catalog"))
+    files, batches = _files(root.table("files")), _batches(root.table("batches"))
 
     root.seen.update({"providers", "models"})
     raw_providers = raw.get("providers", [])
@@ -448,6 +575,9 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
         ledger=ledger,
         admin=admin,
         routing=routing,
+        catalog=catalog,
+        files=files,
+        batches=batches,
         providers=providers,
         models=models,
         source=source,
@@ -471,3 +601,28 @@ def _routing(t: _Table) -> RoutingSettings:
     if r.max_attempts < 1:
         raise ConfigError("routing.max_attempts must be at least 1")
     return r
+
+
+def _files(t: _Table) -> FilesSettings:
+    d = FilesSettings()
+    f = FilesSettings(
+        dir=t.text("dir", d.dir),
+        store=t.text("store", d.store),
+        max_file_mb=t.integer("max_file_mb", d.max_file_mb),
+        quota_mb=t.integer("quota_mb", d.quota_mb),
+        ttl_hours=t.integer("ttl_hours", d.ttl_hours),
+    )
+    t.done()
+    if f.store not in ("local", "database"):
+        raise ConfigError(f"files.store must be local or database, got {f.store!r}")
+    if f.max_file_mb < 1 or f.quota_mb < 1 or f.ttl_hours < 1:
+        raise ConfigError("files.max_file_mb, quota_mb and ttl_hours must be at least 1")
+    return f
+
+
+def _batches(t: _Table) -> BatchSettings:
+    b = BatchSettings(concurrency=t.integer("concurrency", BatchSettings().concurrency))
+    t.done()
+    if b.concurrency < 1:
+        raise ConfigError("batches.concurrency must be at least 1")
+    return b

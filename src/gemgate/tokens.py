@@ -14,7 +14,8 @@ to load. Media parts are counted with Google's published rules:
     PDF       258 tokens per page.
     text/*    (and JSON, XML, JavaScript, Python, ...) inline data: counted as text.
     fileData  a URI whose content is not readable here: a flat 258 tokens, with a note.
-              (An admission bound must not trust that: see :func:`reference_bound`.)
+              (An admission bound must not trust that: see :func:`reference_bound`.) A
+              file the gateway holds is a :class:`Reference` of known size: its tokens.
     other     inline data of an unknown type: a flat 258 DOCUMENT tokens, with a note.
 
 ``functionCall`` and ``functionResponse`` parts count the tokens of their JSON, and so do
@@ -62,6 +63,7 @@ __all__ = [
     "IMAGE_TOKENS",
     "INLINE_TEXT_LIMIT",
     "MODALITIES",
+    "Reference",
     "VIDEO_TOKENS_PER_SECOND",
     "TokenCount",
     "TokenCounter",
@@ -70,6 +72,8 @@ __all__ = [
     "decode_base64",
     "default_gguf_path",
     "image_tokens",
+    "is_text_mime",
+    "modality_of_mime",
     "reference_bound",
     "video_tokens",
 ]
@@ -208,6 +212,20 @@ def decode_base64(data: str | bytes, limit: int | None = None) -> bytes | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """Content a request names by reference (a ``fileData`` URI, a ``cachedContent``
+    name) whose size the gateway knows: its tokens by Google's media rules, and an upper
+    bound of them for any tokenizer."""
+
+    modality: str
+    tokens: int
+    bound: int
+
+
+References = Mapping[str, Reference]
+
+
 def _b64_length(data: str | bytes) -> int:
     """Approximate decoded length of base64 text, without decoding it."""
     return len(data) * 3 // 4
@@ -228,6 +246,16 @@ def _is_text_mime(base: str) -> bool:
         or base in _TEXT_APPLICATION_TYPES
         or base.endswith(("+json", "+xml"))
     )
+
+
+def is_text_mime(mime: str) -> bool:
+    """Whether content of this MIME type is read (and counted) as text."""
+    return _is_text_mime(_mime_base(mime))
+
+
+def modality_of_mime(mime: str) -> str:
+    """TEXT, IMAGE, AUDIO, VIDEO or DOCUMENT: the modality Google bills this type as."""
+    return _modality_of_mime(_mime_base(mime))
 
 
 def _modality_of_mime(base: str) -> str:
@@ -310,23 +338,38 @@ def can_count_inline(request: Mapping[str, Any]) -> bool:
         return False
 
 
-def reference_bound(request: Mapping[str, Any], input_token_limit: int) -> int:
-    """A bound of the prompt's tokens that holds whatever the request names by reference.
+def reference_bound(
+    request: Mapping[str, Any], input_token_limit: int, references: References | None = None
+) -> int:
+    """A bound of the tokens of what the request names by reference, to add to the bound
+    of its inline content.
 
-    A ``fileData`` part or a ``cachedContent`` is billed by the upstream at its full size,
-    which the gateway cannot read; the upstream refuses a prompt longer than the model's
-    input token limit, so that limit bounds such a prompt. 0 when the request names no
-    content by reference (its other bounds hold on their own).
+    A ``fileData`` part or a ``cachedContent`` is billed by the upstream at its full size.
+    One the gateway holds is in ``references`` and adds its known bound. Any other the
+    gateway cannot read: the upstream refuses a prompt longer than the model's input token
+    limit, so that limit bounds such a prompt (and is returned). 0 when the request names
+    no content by reference.
     """
+    known = references or {}
+    total = 0
     inner = _unwrap(request)
-    if _field(inner, "cachedContent", "cached_content") or _field(
+    cached = _field(inner, "cachedContent", "cached_content") or _field(
         request, "cachedContent", "cached_content"
-    ):
-        return input_token_limit
-    for part in _all_parts(request):
-        if isinstance(part, Mapping) and _field(part, "fileData", "file_data") is not None:
+    )
+    if cached:
+        ref = known.get(cached) if isinstance(cached, str) else None
+        if ref is None:
             return input_token_limit
-    return 0
+        total += ref.bound
+    for part in _all_parts(request):
+        file_data = _field(part, "fileData", "file_data") if isinstance(part, Mapping) else None
+        if file_data is not None:
+            uri = _field(file_data, "fileUri", "file_uri") if isinstance(file_data, Mapping) else None
+            ref = known.get(uri) if isinstance(uri, str) else None
+            if ref is None:
+                return input_token_limit
+            total += ref.bound
+    return min(total, input_token_limit)
 
 
 def _unwrap(request: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -499,9 +542,12 @@ class TokenCounter:
 
     # -- requests ------------------------------------------------------------------------
 
-    def count_request(self, request: Mapping[str, Any]) -> TokenCount:
-        """Tokens of a canonical (camelCase) GenerateContentRequest or countTokens body."""
-        return self._count_request(request, self.count_text)
+    def count_request(
+        self, request: Mapping[str, Any], references: References | None = None
+    ) -> TokenCount:
+        """Tokens of a canonical (camelCase) GenerateContentRequest or countTokens body
+        (a ``fileData`` part found in ``references`` counts its known tokens)."""
+        return self._count_request(request, self.count_text, references=references)
 
     def bound_request(self, request: Mapping[str, Any]) -> TokenCount:
         """An upper bound of :meth:`count_request`, for any tokenizer, without tokenizing.
@@ -531,21 +577,24 @@ class TokenCounter:
         count_text: Callable[[str], int],
         *,
         bounding: bool = False,
+        references: References | None = None,
     ) -> TokenCount:
         counts = dict.fromkeys(MODALITIES, 0)
         notes: list[str] = []
         for part in _all_parts(request):
             if isinstance(part, Mapping):
-                self._count_part(part, counts, notes, count_text, bounding)
+                self._count_part(part, counts, notes, count_text, bounding, references or {})
         for tool in _tools(request):
             decls = _field(tool, "functionDeclarations", "function_declarations")
             if decls:
                 counts["TEXT"] += count_text(_json_text(decls))
         return TokenCount(total=sum(counts.values()), by_modality=counts, notes=tuple(notes))
 
-    async def count_request_async(self, request: Mapping[str, Any]) -> TokenCount:
+    async def count_request_async(
+        self, request: Mapping[str, Any], references: References | None = None
+    ) -> TokenCount:
         """:meth:`count_request` in a worker thread (keeps the event loop free)."""
-        return await asyncio.to_thread(self.count_request, request)
+        return await asyncio.to_thread(self.count_request, request, references)
 
     def _count_part(
         self,
@@ -554,6 +603,7 @@ class TokenCounter:
         notes: list[str],
         count_text: Callable[[str], int],
         bounding: bool,
+        references: References,
     ) -> None:
         text = part.get("text")
         if isinstance(text, str):
@@ -580,6 +630,10 @@ class TokenCounter:
         if isinstance(file_data, Mapping):
             base = _mime_base(_field(file_data, "mimeType", "mime_type"))
             uri = _field(file_data, "fileUri", "file_uri")
+            known = references.get(uri) if isinstance(uri, str) else None
+            if known is not None:
+                counts[known.modality] += known.bound if bounding else known.tokens
+                return
             counts[_modality_of_mime(base)] += FILE_DATA_TOKENS
             notes.append(
                 f"fileData {uri if isinstance(uri, str) else '?'} ({base or 'no type'}) "

@@ -127,7 +127,10 @@ def expected(rows: list[tuple]) -> dict[str, Any]:
         "requests": len(recs),
         "interrupted": sum(r["interrupted"] for r in recs),
         "estimated": sum(r["estimated"] for r in recs),
+        "errors": sum(r["status"] == "error" for r in recs),
     }
+    for name in ("prompt_text", "prompt_image", "prompt_audio", "prompt_video", "prompt_document"):
+        out[name] = sum(r.get(name, 0) for r in recs)
     for name in SUMMED:
         out[name] = sum(r[name] for r in recs)
     out["cost_usd"] = usd(out["cost_nanos"])

@@ -25,6 +25,11 @@ EXPECTED_MODELS = {
     "gemini-3.1-flash-image-preview",
     "gemini-embedding-001",
     "gemma-3-270m",
+    "claude-opus-5",
+    "claude-sonnet-5",
+    "claude-opus-4-6",
+    "claude-sonnet-4-6",
+    "claude-haiku-4-5",
 }
 
 

@@ -38,7 +38,8 @@ def channel_report(router: Router) -> list[dict[str, Any]]:
                 "keys": [
                     {
                         "label": k.label,
-                        "state": "rejected" if k.rejected else "resting" if not k.usable(now) else "ok",
+                        "state": "off" if k.disabled else "rejected" if k.rejected
+                        else "resting" if not k.usable(now) else "ok",
                     }
                     for k in keys
                 ],

@@ -15,7 +15,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gemgate.catalog.pricing import PriceSchedule
 
 BUNDLED_CATALOG = "models.toml"
 DEFAULT_LONG_CONTEXT_THRESHOLD = 200_000
@@ -59,6 +62,9 @@ def _money(value: object, where: str) -> Decimal:
     if not result.is_finite() or result < 0:
         raise ValueError(f"{where} must be a finite, non-negative number, got {value!r}")
     return result
+
+
+money = _money  # shared with the price schedules
 
 
 def _threshold(value: object, where: str) -> int:
@@ -235,6 +241,8 @@ class CatalogModel:
     image: ImageLimits | None = None
     local: bool = False
     note: str | None = None
+    # The prices over time and across service tiers; ``price`` is its first Standard entry.
+    schedule: PriceSchedule | None = None
 
     def supports(self, method: str) -> bool:
         """Whether ``method`` may be called on this model (streaming implied by generate)."""
@@ -244,7 +252,7 @@ class CatalogModel:
         return implied is not None and implied in self.supported_methods
 
     def with_price(self, price: Price) -> CatalogModel:
-        return replace(self, price=price)
+        return replace(self, price=price, schedule=None)
 
 
 class _Fields:
@@ -338,7 +346,11 @@ def _image_limits(data: Mapping[str, Any], where: str) -> ImageLimits:
     return ImageLimits(aspect_ratios=ratios, image_sizes=sizes, max_input_images=max_images)
 
 
-def _model(model_id: str, data: object) -> CatalogModel:
+def _model(
+    model_id: str, data: object, version: str = "", factors: Mapping[str, Decimal] | None = None
+) -> CatalogModel:
+    from gemgate.catalog.pricing import DEFAULT_TIER_FACTORS, parse_schedule, tier_factors
+
     where = f"catalog model {model_id!r}"
     if not isinstance(data, Mapping):
         raise ValueError(f"{where} must be a table, got {type(data).__name__}")
@@ -353,6 +365,18 @@ def _model(model_id: str, data: object) -> CatalogModel:
     thinking = f.get_bool("thinking")
     price_table = f.get_table("price")
     image_table = f.get_table("image", required=False)
+    model_factors = tier_factors(
+        f.get_table("service_tiers", required=False),
+        f"{where}: service_tiers",
+        DEFAULT_TIER_FACTORS if factors is None else factors,
+    )
+    schedule = parse_schedule(
+        price_table or {},
+        f._get("price_changes", False),
+        where=where,
+        version=version,
+        factors=model_factors,
+    )
     model = CatalogModel(
         id=model_id,
         display_name=display_name or "",
@@ -363,7 +387,7 @@ def _model(model_id: str, data: object) -> CatalogModel:
         input_modalities=inputs,
         output_modalities=outputs,
         thinking=bool(thinking),
-        price=Price.from_mapping(price_table or {}, f"{where}: price"),
+        price=schedule.entries[0].standard,
         version=f.get_str("version", required=False),
         temperature=f.get_float("temperature"),
         top_p=f.get_float("top_p"),
@@ -372,6 +396,7 @@ def _model(model_id: str, data: object) -> CatalogModel:
         image=None if image_table is None else _image_limits(image_table, f"{where}: image"),
         local=bool(f.get_bool("local", required=False)),
         note=f.get_str("note", required=False),
+        schedule=schedule,
     )
     f.done()
     return model
@@ -379,9 +404,16 @@ def _model(model_id: str, data: object) -> CatalogModel:
 
 def parse_catalog(raw: Mapping[str, Any], where: str = "catalog") -> dict[str, CatalogModel]:
     """Validate an already-parsed catalog document; model id -> model."""
+    from gemgate.catalog.pricing import DEFAULT_TIER_FACTORS, tier_factors
+
     top = _Fields(raw, where)
     top.get_str("source")
-    top.get_str("read_on")
+    read_on = top.get_str("read_on")
+    # Names these prices on every usage record billed with them (default: read_on).
+    version = top.get_str("version", required=False) or read_on or ""
+    factors = tier_factors(
+        top.get_table("service_tiers", required=False), f"{where}: service_tiers", DEFAULT_TIER_FACTORS
+    )
     top.get_str("limits_source", required=False)
     top.get_str("limits_read_on", required=False)
     models = top.get_table("models")
@@ -391,7 +423,7 @@ def parse_catalog(raw: Mapping[str, Any], where: str = "catalog") -> dict[str, C
     for model_id, data in models.items():
         if not model_id or ".." in model_id or model_id.startswith("/") or model_id.endswith("/"):
             raise ValueError(f"{where}: {model_id!r} is not a valid model id")
-        catalog[model_id] = _model(model_id, data)
+        catalog[model_id] = _model(model_id, data, version, factors)
     return catalog
 
 

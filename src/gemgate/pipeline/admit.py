@@ -19,7 +19,13 @@ from gemgate.pipeline.context import RequestContext
 from gemgate.pipeline.route import Route
 from gemgate.pipeline.settle import Budgets
 from gemgate.store.keys import KeyRecord
-from gemgate.tokens import TURN_OVERHEAD, TokenCounter, can_count_inline, reference_bound
+from gemgate.tokens import (
+    TURN_OVERHEAD,
+    References,
+    TokenCounter,
+    can_count_inline,
+    reference_bound,
+)
 
 
 class RateLimiter(Protocol):
@@ -39,6 +45,12 @@ def has_media(request: dict[str, Any]) -> bool:
             if "inlineData" in part or "fileData" in part:
                 return True
     return False
+
+
+def with_references(inline: int, referenced: int, input_limit: int) -> int:
+    """A prompt's bound: its inline part plus what it names by reference, which the
+    upstream caps at the model's input limit."""
+    return min(inline + referenced, max(inline, input_limit))
 
 
 def embed_prompt(request: dict[str, Any]) -> dict[str, Any]:
@@ -86,12 +98,14 @@ class Admission:
         *,
         max_output: int | None,
         client_bytes: int = 0,
+        references: References | None = None,
     ) -> Reservation | None:
         if self.ledger is not None:
             # Fail closed: a request whose record could not be kept is never sent upstream.
             self.ledger.check_available()
         key = ctx.key
-        if key is None:
+        if key is None or ctx.batch is not None:
+            # A batch's items are paid from the reservation made when the batch was created.
             return None
         if key.rpm and self.limiter is not None:
             await self.limiter.check(key)
@@ -101,14 +115,15 @@ class Admission:
             cfg = request.get("generationConfig") or {}
             max_output = cfg.get("maxOutputTokens") or route.info.output_token_limit
             max_output *= cfg.get("candidateCount") or 1
-        # Media by reference (fileData, cachedContent) is billed by the upstream at its full
-        # size, which only the model's input limit bounds.
-        floor = reference_bound(request, route.info.input_token_limit)
-        bound = max(self.prompt_bound(request, client_bytes), floor)
+        # Content by reference (fileData, cachedContent) is billed by the upstream at its
+        # full size: known for what the gateway holds, else bounded by the input limit.
+        limit = route.info.input_token_limit
+        referenced = reference_bound(request, limit, references)
+        bound = with_references(self.prompt_bound(request, client_bytes), referenced, limit)
         try:
             return await self.budgets.reserve(key, worst_case_nanos(bound, max_output, route.price))
         except ResourceExhausted:
-            prompt = max(await self.prompt_tokens(request), floor)
+            prompt = with_references(await self.prompt_tokens(request), referenced, limit)
             if prompt >= bound:
                 raise
         return await self.budgets.reserve(key, worst_case_nanos(prompt, max_output, route.price))

@@ -302,6 +302,10 @@ class AttemptLoop:
 
 
 def _no_key(channel: Channel, pool: KeyPool) -> tuple[str, GatewayError]:
+    if all(k.disabled for k in pool.keys):
+        return kinds.CREDENTIAL, Unavailable(
+            f"Every upstream key of '{channel.provider_name}' is turned off."
+        )
     wait = pool.rest_remaining()
     if wait is not None:
         return kinds.RATE_LIMITED, UpstreamRateLimited(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gemgate.pipeline.capture import BodyCapture
     from gemgate.pipeline.route import Route
     from gemgate.routing import Attempt, Channel
     from gemgate.store.keys import KeyRecord
@@ -35,6 +36,8 @@ class RequestContext:
     attempts: list[Attempt] = field(default_factory=list)
     first_byte: float | None = None
     streamed: bool = False
+    capture: BodyCapture | None = None  # bodies kept for the request log (key's log_bodies)
+    batch: str | None = None  # the batch this call is an item of (its usage record names it)
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:

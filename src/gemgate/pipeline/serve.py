@@ -39,6 +39,7 @@ from gemgate.pipeline.attempts import AttemptLoop
 from gemgate.pipeline.auth import KeyCache
 from gemgate.pipeline.authorize import check_key, check_model, may_use
 from gemgate.pipeline.capabilities import check_capabilities
+from gemgate.pipeline.capture import BodyCapture
 from gemgate.pipeline.context import RequestContext, new_request_id
 from gemgate.pipeline.door import Answer, Door, Endpoint, ModelEntry, StreamEncoder
 from gemgate.pipeline.meter import (
@@ -147,6 +148,8 @@ class Serve:
         if "model" in params:  # the path names the model: route before reading the body
             route = self._route(ctx, params["model"], params["method"], version)
         body = await req.body(self.max_body)
+        if ctx.key is not None and ctx.key.log_bodies:
+            ctx.capture = BodyCapture(body)
         creq = await door.parse(req, endpoint, body, lambda m: self._lookup(ctx, m))
         ctx.method = creq.method if endpoint.operation == "model.call" else ctx.method
         if route is None:
@@ -224,6 +227,8 @@ class Serve:
             )
             raise
         assert isinstance(reply, Reply)
+        if ctx.capture is not None:
+            ctx.capture.reply(reply.body)
         metered = await self._meter_reply(route, creq, reply)
         await self.settler.settle(ctx, reservation, metered, Outcome("ok"))
         return Answer(reply, metered.usage, metered.cost_nanos)
@@ -344,6 +349,8 @@ class Serve:
             while pending is not None:
                 chunk = pending
                 tracker.see(chunk)
+                if ctx.capture is not None:
+                    ctx.capture.see(chunk.body)
                 if settled:
                     yield chunk  # a trailer after the committed end
                 elif held or chunk.finishes():

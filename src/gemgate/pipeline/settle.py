@@ -20,6 +20,7 @@ import orjson
 from gemgate.billing.ledger import LedgerWriter
 from gemgate.limits.memory import Reservation
 from gemgate.metrics import Metrics
+from gemgate.pipeline.capture import BodyCapture
 from gemgate.pipeline.context import RequestContext
 from gemgate.pipeline.meter import Metered
 
@@ -81,11 +82,23 @@ def build_record(ctx: RequestContext, metered: Metered, outcome: Outcome) -> dic
         "error": outcome.error,
         "started_at": ctx.started_at,
         "finished_at": datetime.now(UTC),
+        "batch_id": ctx.batch,
     }
 
 
+class BodySink(Protocol):
+    def submit(self, request_id: str, key_id: int | None, capture: BodyCapture) -> None: ...
+
+
 class Settler:
-    def __init__(self, ledger: LedgerWriter | None, budgets: Budgets, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        ledger: LedgerWriter | None,
+        budgets: Budgets,
+        metrics: Metrics | None = None,
+        bodies: BodySink | None = None,
+    ) -> None:
+        self.bodies = bodies  # where kept bodies go once their record is committed
         self._metrics = metrics
         self._ledger = ledger
         self._budgets = budgets
@@ -102,6 +115,8 @@ class Settler:
         try:
             if self._ledger is not None:
                 await self._ledger.commit(build_record(ctx, metered, outcome))
+                if ctx.capture is not None and self.bodies is not None:
+                    self.bodies.submit(ctx.request_id, ctx.key.id if ctx.key else None, ctx.capture)
         finally:
             if reservation is not None:
                 # Whatever happened to the write, the reservation must not leak; the cost

@@ -1,7 +1,8 @@
 """A provider's pool of upstream keys.
 
-Keys are used in turn (round robin), skipping two kinds of key:
+Keys are used in turn (round robin), skipping three kinds of key:
 
+- *disabled*: an operator turned it off (from the console); it stays out until turned on.
 - *rejected*: the upstream refused it (401, 403, Google's API_KEY_INVALID). It stays out
   until the configuration is loaded again, since no amount of waiting mends a bad key.
 - *resting*: the upstream answered 429. It rests for the upstream's ``RetryInfo`` /
@@ -27,9 +28,10 @@ class UpstreamKey:
     rejected: bool = False
     resting_until: float = 0.0
     strikes: int = 0  # 429s in a row, for the backoff
+    disabled: bool = False  # turned off by an operator
 
     def usable(self, now: float) -> bool:
-        return not self.rejected and self.resting_until <= now
+        return not self.rejected and not self.disabled and self.resting_until <= now
 
 
 class KeyPool:
@@ -56,10 +58,14 @@ class KeyPool:
         return [k for k in (keys[(start + i) % n] for i in range(n)) if k.usable(now)]
 
     def rest_remaining(self, now: float | None = None) -> float | None:
-        """Seconds until a resting key is usable again; None when no key rests (all usable
-        or rejected)."""
+        """Seconds until a resting key is usable again; None when no key rests (all usable,
+        rejected or disabled)."""
         now = time.monotonic() if now is None else now
-        waits = [k.resting_until - now for k in self.keys if not k.rejected and k.resting_until > now]
+        waits = [
+            k.resting_until - now
+            for k in self.keys
+            if not k.rejected and not k.disabled and k.resting_until > now
+        ]
         return min(waits) if waits else None
 
     @staticmethod

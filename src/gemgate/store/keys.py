@@ -35,6 +35,7 @@ class KeyRecord:
     budget_nanos: int | None
     spent_nanos: int
     rpm: int | None = None  # requests per minute; None: no limit
+    log_bodies: bool = False  # keep this key's bodies (redacted) in request_bodies
 
 
 def hash_key(plain: str) -> str:
@@ -65,6 +66,7 @@ def _record(row: object) -> KeyRecord:
         budget_nanos=m["budget_nanos"],
         spent_nanos=m["spent_nanos"] or 0,
         rpm=m["rpm"],
+        log_bodies=bool(m["log_bodies"]),
     )
 
 
@@ -93,6 +95,7 @@ def create_key(
     expires_at: datetime | None = None,
     budget_nanos: int | None = None,
     rpm: int | None = None,
+    log_bodies: bool = False,
 ) -> tuple[str, KeyRecord]:
     """Create a key; returns the plain key (shown only now) and its record."""
     plain = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -107,6 +110,7 @@ def create_key(
         "budget_nanos": budget_nanos,
         "spent_nanos": 0,
         "rpm": rpm,
+        "log_bodies": log_bodies,
     }
     with engine.begin() as conn:
         exists = conn.execute(select(api_keys.c.id).where(api_keys.c.name == name)).first()
@@ -137,12 +141,13 @@ def list_keys(engine: Engine) -> list[KeyRecord]:
     return [_record(r) for r in rows]
 
 
-def find_key(conn: object, name_or_prefix: str) -> KeyRecord:
-    rows = conn.execute(  # type: ignore[attr-defined]
-        select(api_keys).where(
-            or_(api_keys.c.name == name_or_prefix, api_keys.c.prefix == name_or_prefix)
-        )
-    ).all()
+def find_key(conn: object, name_or_prefix: str | int) -> KeyRecord:
+    """The key with this id (an int), or this name or prefix (a str)."""
+    if isinstance(name_or_prefix, int):
+        where = api_keys.c.id == name_or_prefix
+    else:
+        where = or_(api_keys.c.name == name_or_prefix, api_keys.c.prefix == name_or_prefix)
+    rows = conn.execute(select(api_keys).where(where)).all()  # type: ignore[attr-defined]
     if not rows:
         raise KeyError_(f"no key is named or starts with {name_or_prefix!r}")
     if len(rows) > 1:
@@ -153,7 +158,7 @@ def find_key(conn: object, name_or_prefix: str) -> KeyRecord:
     return _record(rows[0])
 
 
-def revoke_key(engine: Engine, name_or_prefix: str) -> KeyRecord:
+def revoke_key(engine: Engine, name_or_prefix: str | int) -> KeyRecord:
     with engine.begin() as conn:
         record = find_key(conn, name_or_prefix)
         conn.execute(
@@ -163,7 +168,7 @@ def revoke_key(engine: Engine, name_or_prefix: str) -> KeyRecord:
     return record
 
 
-def top_up(engine: Engine, name_or_prefix: str, nanos: int) -> KeyRecord:
+def top_up(engine: Engine, name_or_prefix: str | int, nanos: int) -> KeyRecord:
     """Raise a key's budget by ``nanos`` (a key without a budget gets one of ``nanos``)."""
     with engine.begin() as conn:
         record = find_key(conn, name_or_prefix)
@@ -177,11 +182,42 @@ def top_up(engine: Engine, name_or_prefix: str, nanos: int) -> KeyRecord:
     return _record(row)
 
 
-def set_rpm(engine: Engine, name_or_prefix: str, rpm: int | None) -> KeyRecord:
+def set_rpm(engine: Engine, name_or_prefix: str | int, rpm: int | None) -> KeyRecord:
     """Set (or, with None, remove) a key's requests-per-minute limit."""
     with engine.begin() as conn:
         record = find_key(conn, name_or_prefix)
         conn.execute(update(api_keys).where(api_keys.c.id == record.id).values(rpm=rpm))
         bump_generation(conn)
+        row = conn.execute(select(api_keys).where(api_keys.c.id == record.id)).one()
+    return _record(row)
+
+
+def get_key(engine: Engine, key_id: int) -> KeyRecord:
+    with engine.connect() as conn:
+        return find_key(conn, key_id)
+
+
+UPDATABLE = frozenset({"name", "models", "allowed_ips", "expires_at", "budget_nanos", "rpm", "log_bodies"})
+
+
+def update_key(engine: Engine, key_id: int, **values: object) -> KeyRecord:
+    """Change some of a key's settings (the columns in :data:`UPDATABLE`); every server
+    reloads its keys. A new name must not be another key's."""
+    unknown = set(values) - UPDATABLE
+    if unknown:
+        raise ValueError(f"not a key setting: {sorted(unknown)[0]}")
+    with engine.begin() as conn:
+        record = find_key(conn, key_id)
+        name = values.get("name")
+        if name is not None and name != record.name:
+            taken = conn.execute(select(api_keys.c.id).where(api_keys.c.name == name)).first()
+            if taken:
+                raise KeyError_(f"a key named {name!r} already exists")
+        for column in ("models", "allowed_ips"):
+            if values.get(column) is not None:
+                values[column] = list(values[column])  # type: ignore[call-overload]
+        if values:
+            conn.execute(update(api_keys).where(api_keys.c.id == record.id).values(**values))
+            bump_generation(conn)
         row = conn.execute(select(api_keys).where(api_keys.c.id == record.id)).one()
     return _record(row)

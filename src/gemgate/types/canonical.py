@@ -32,6 +32,12 @@ class CanonicalRequest:
     any other channel's attempt raises. ``prepare`` runs after admission, before the first
     attempt (e.g. fetching remote media). ``repeat`` asks for that many separate calls,
     each admitted and billed on its own (OpenAI's image ``n``).
+
+    A request naming gateway-held resources (files, cached contents) carries their known
+    sizes in ``references`` (``tokens.Reference`` by URI or name), a ``resolve`` that
+    gives the body to send on one channel (``resolve(channel, upstream_key)``: the
+    resources copied to that channel's upstream, or inlined), and ``prefer``: the labels
+    of channels that already hold them, tried first.
     """
 
     model: str
@@ -45,6 +51,9 @@ class CanonicalRequest:
     prepare: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     repeat: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # door-private rendering options
+    references: dict[str, Any] = field(default_factory=dict)
+    resolve: Callable[[Any, str | None], Awaitable[dict[str, Any]]] | None = None
+    prefer: tuple[str, ...] = ()
 
     @property
     def stream(self) -> bool:
