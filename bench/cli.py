@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir=out / "gateways" / g,
                 mock_url=mock.url,
                 models=models,
-                refusing_url=refusing_url,
+                refusing_url=refusing_url if "failover" in wanted else None,
             )
             try:
                 say(f"starting gateway {g} ({mode}, {workers} worker(s))")

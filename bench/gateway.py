@@ -2,9 +2,10 @@
 
 Everything that makes the two modes differ lives in :func:`mode_spec`: change it there.
 
-Every gateway also serves :data:`FAILOVER_MODEL`, whose first channel (priority 0) is a
-provider at an address that refuses connections and whose second (priority 1) is the mock,
-with circuit breakers that never open, so each request to it fails over once.
+When the failover measurement runs, every gateway also serves :data:`FAILOVER_MODEL`,
+whose first channel (priority 0) is a provider at an address that refuses connections and
+whose second (priority 1) is the mock, with circuit breakers that never open, so each
+request to it fails over once.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def render_config(
     workers: int,
     local: LocalModelSpec | None = None,
     refusing_url: str | None = None,
+    extra_toml: str = "",
 ) -> str:
     """The gateway's config file. With ``refusing_url`` (an address where connections are
     refused) it adds :data:`FAILOVER_MODEL`, served first by a provider at that address and
@@ -161,6 +163,8 @@ def render_config(
         ]
     if spec.extra_toml:
         lines += ["", spec.extra_toml]
+    if extra_toml:
+        lines += ["", extra_toml]
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +211,7 @@ class Gateway:
     models: list[str]
     local: LocalModelSpec | None = None
     refusing_url: str | None = None  # set: the gateway serves FAILOVER_MODEL (see module doc)
+    extra_toml: str = ""  # more config tables (a benchmark's own settings)
     port: int = 0
     key: str = ""
     proc: Any = None
@@ -256,6 +261,7 @@ class Gateway:
                 workers=self.workers,
                 local=self.local,
                 refusing_url=self.refusing_url,
+                extra_toml=self.extra_toml,
             )
         )
         self.key = self._create_key()

@@ -252,6 +252,10 @@ def test_quickstart_python(gateway: ZeroConfigGateway, created: CreatedKey, snip
             choice = json.loads(ex.body)["choices"][0]
             assert choice["finish_reason"] == "stop", choice
             assert choice["message"]["content"].strip(), choice
+        elif ex.path.split("?")[0].endswith("/v1/messages"):
+            message = json.loads(ex.body)
+            assert message["stop_reason"] == "end_turn", message
+            assert "".join(b.get("text", "") for b in message["content"]).strip(), message
         else:
             continue
         generated += 1

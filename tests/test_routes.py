@@ -67,7 +67,7 @@ def test_openai_paths() -> None:
 
 def test_unserved_websocket_paths_are_refused_cleanly(gateway: GatewayProcess) -> None:
     url = gateway.base_url.replace("http://", "ws://")
-    path = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+    path = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateMusic"
 
     async def connect() -> int:
         try:
@@ -79,3 +79,17 @@ def test_unserved_websocket_paths_are_refused_cleanly(gateway: GatewayProcess) -
     assert asyncio.run(connect()) == 403
     # The server is still fine afterwards.
     assert httpx.get(gateway.base_url + "/healthz").status_code == 200
+
+
+def test_live_paths() -> None:
+    service = "google.ai.generativelanguage.{v}.GenerativeService"
+    for prefix in ("", "/gemini"):
+        for slashes in ("/", "//"):
+            for version in ("v1", "v1beta", "v1alpha"):
+                for method in ("BidiGenerateContent", "BidiGenerateContentConstrained"):
+                    path = f"{prefix}{slashes}ws/{service.format(v=version)}.{method}"
+                    found = TABLE.match("websocket", "", path)
+                    assert found is not None, path
+                    assert (found.target, found.operation, found.params) == ("gemini_live", method, {"version": version})
+    assert TABLE.match("websocket", "", "/ws/google.ai.generativelanguage.v2.GenerativeService.BidiGenerateContent") is None
+    assert match("POST", "/v1alpha/auth_tokens")[:2] == ("auth_tokens", "create")  # type: ignore[index]

@@ -30,7 +30,7 @@ def test_valid_config_and_secret_never_printed() -> None:
         ({**BASE, "server": {"path_prefixes": ["gemini"]}}, "must start with '/'"),
         ({**BASE, "database": {"url": 5}}, "database.url must be a string"),
         ({**BASE, "ledger": {"enabled": "yes"}}, "ledger.enabled must be true or false"),
-        ({"providers": [{"name": "x", "type": "vertex", "base_url": "u"}]}, "providers[0].type must be one of"),
+        ({"providers": [{"name": "x", "type": "nope", "base_url": "u"}]}, "providers[0].type must be one of"),
         ({"providers": [{"name": "x", "type": "gemini"}]}, "providers[0].base_url is required"),
         ({"providers": [{"name": "x", "type": "local", "colour": 1}]}, "unknown key providers[0].colour"),
         ({**BASE, "models": [{"id": "m", "provider": "nope"}]}, "'nope' is not a declared provider"),
@@ -65,3 +65,20 @@ def test_load_from_file_and_env(tmp_path: Path) -> None:
         Settings.load(cfg, env={})
     with pytest.raises(ConfigError, match="does not exist"):
         Settings.load(tmp_path / "missing.toml", env={})
+
+
+def test_tls_and_live_settings() -> None:
+    s = parse({"server": {"tls_cert": "cert.pem", "tls_key": "key.pem"},
+               "live": {"max_sessions_per_key": 0, "idle_timeout_s": 30}}, {})
+    assert (s.server.tls_cert, s.server.tls_key) == ("cert.pem", "key.pem")
+    assert s.live.max_sessions_per_key == 0 and s.live.idle_timeout_s == 30.0
+    assert parse({}, {}).live.max_sessions_per_key == 10
+    for raw, message in (
+        ({"server": {"tls_cert": "cert.pem"}}, "given together"),
+        ({"live": {"sessions": 3}}, "unknown key live.sessions"),
+        ({"live": {"max_sessions_per_key": -1}}, "must not be negative"),
+        ({"live": {"idle_timeout_s": 0}}, "must be positive"),
+        ({"live": {"idle_timeout_s": "ten"}}, "must be a number"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            parse(raw, {})

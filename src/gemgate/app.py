@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gemgate import logredact
 from gemgate.admin.channels import channel_report
 from gemgate.admin.guard import AdminGuard
 from gemgate.admin.runtime import ConsoleRuntime
@@ -38,17 +39,21 @@ from gemgate.pipeline.admit import Admission
 from gemgate.pipeline.attempts import AttemptLoop
 from gemgate.pipeline.auth import KeyCache
 from gemgate.pipeline.door import Door, Endpoint
+from gemgate.pipeline.live import LiveGateway
+from gemgate.pipeline.live_tokens import LiveTokens
 from gemgate.pipeline.route import Router
 from gemgate.pipeline.serve import Serve
 from gemgate.pipeline.settle import Settler
 from gemgate.providers.base import Provider
 from gemgate.providers.registry import build_provider
+from gemgate.resources.runtime import Resources
 from gemgate.routes import GEMINI_METHODS, ROUTES, RouteTable, decoded_path
 from gemgate.routing import KeyPool
-from gemgate.settings import Settings
+from gemgate.settings import ConfigError, Settings
 from gemgate.store import make_engine, migrate
 from gemgate.store.db import SqliteCheckpointer
 from gemgate.tokens import TokenCounter, default_gguf_path
+from gemgate.websocket import ClientSocket
 
 log = logging.getLogger("gemgate")
 
@@ -71,6 +76,9 @@ class Gateway:
         self.admin: Any = None
         self.guard = AdminGuard(None)
         self.console: ConsoleRuntime | None = None
+        self.resources: Resources | None = None
+        self.live: LiveGateway | None = None
+        self.live_tokens: LiveTokens | None = None
         self.settler: Settler | None = None
         self.metrics: Metrics | None = None
         self.budgets: Any = None
@@ -81,8 +89,12 @@ class Gateway:
 
     async def startup(self) -> None:
         s = self.settings
+        logredact.install()
         await asyncio.to_thread(migrate, self.engine)
-        catalog = load_catalog()
+        try:
+            catalog = load_catalog(prices_file=s.catalog.prices_file)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         first_model = {m.provider: m.id for m in reversed(s.models)}
         pools: dict[str, KeyPool | None] = {}
         for p in s.providers:
@@ -121,11 +133,18 @@ class Gateway:
             max_body=s.server.max_body_mb * 1024 * 1024,
             metrics=self.metrics,
         )
+        # Files, cached contents and batches (and the model calls that name them).
+        self.resources = Resources(s, self.engine, self.keys, counter)
+        self.serve.resources = self.resources
+        await self.resources.start()
         self.doors = {
             "gemini": GeminiDoor(),
             "openai": OpenAIDoor(allow_remote_media=s.server.allow_remote_media),
             "anthropic": AnthropicDoor(allow_remote_media=s.server.allow_remote_media),
         }
+        # Live sessions (WebSocket) and their ephemeral tokens, on the same serve path.
+        self.live_tokens = LiveTokens(self.serve, self.engine)
+        self.live = LiveGateway(self.serve, self.live_tokens, s.live)
         self.admin = self._admin()
         # One gate, and one count of failed attempts, for every operator endpoint.
         self.guard = self.admin.guard if self.admin is not None else AdminGuard(None)
@@ -167,6 +186,8 @@ class Gateway:
         return AdminApi(self.engine, self.settings.admin.key.reveal())
 
     async def shutdown(self) -> None:
+        if self.resources is not None:
+            await self.resources.aclose()
         if self.console is not None:
             await self.console.aclose()
         if self.settler is not None:
@@ -224,8 +245,11 @@ class Gateway:
         raw = scope.get("raw_path")
         path = decoded_path((raw.decode("latin-1") if raw else scope["path"]).split("?", 1)[0])
         found = self.routes.match("websocket", "", path) if path is not None else None
-        if found is None:
-            log.info("refused a WebSocket handshake for %s: no such endpoint", scope.get("path"))
+        if found is not None and found.target == "gemini_live" and self.live is not None:
+            endpoint = Endpoint(found.target, found.operation, found.params)
+            await self.live(endpoint, ClientSocket(scope, receive, send))
+            return
+        log.info("refused a WebSocket handshake for %s: no such endpoint", scope.get("path"))
         await send({"type": "websocket.close", "code": 1008})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -253,6 +277,10 @@ class Gateway:
                 ))
             else:
                 await self.serve(door, Endpoint(target, operation, params), req, send)
+        elif target == "resources" and self.resources is not None:
+            await self.resources.door(found.operation, params, req, send)
+        elif target == "auth_tokens" and self.live_tokens is not None:
+            await self.live_tokens.create(req, send)
         elif target == "health":
             await send_json(send, 200, {"status": "ok"})
         elif target == "metrics":

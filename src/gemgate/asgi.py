@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -181,6 +181,20 @@ class Request:
                 break
         self._body = b"".join(chunks)
         return self._body
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, message by message, never held whole (uploads); raises
+        CancelledError when the client goes away. Not counted in the body budget: it holds
+        one message at a time, and the server stops reading while it waits."""
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -149,7 +149,13 @@ def serve(
     if no_keys:
         create = f"{_program()} keys create NAME" + (f" --config {shlex.quote(config)}" if config else "")
         err.print(f"gemgate: no API keys yet. Create one with:  [bold]{escape(create)}[/bold]", soft_wrap=True)
-    err.print(f"gemgate: listening on http://{bind_host}:{bind_port}")
+    tls = settings.server.tls_cert is not None
+    if tls:
+        for what, path in (("tls_cert", settings.server.tls_cert), ("tls_key", settings.server.tls_key)):
+            if not os.path.isfile(path or ""):
+                err.print(f"[red]error:[/red] server.{what} {escape(repr(path))} is not a readable file")
+                raise typer.Exit(2)
+    err.print(f"gemgate: listening on {'https' if tls else 'http'}://{bind_host}:{bind_port}")
     common: dict[str, Any] = {
         "host": bind_host,
         "port": bind_port,
@@ -163,6 +169,9 @@ def serve(
         # Bounds on connections, headers, idle time and bodies in flight: see gemgate.serving.
         **serving.uvicorn_options(serving.raise_open_files_limit()),
     }
+    if tls:
+        common["ssl_certfile"] = settings.server.tls_cert
+        common["ssl_keyfile"] = settings.server.tls_key
     if n > 1:
         uvicorn.run("gemgate.serving:create_app", factory=True, workers=n, **common)
     else:
@@ -332,6 +341,39 @@ def models_list(config: ConfigOpt = None) -> None:
             f"{c.provider}/{c.upstream_model} p{c.priority} w{c.weight}" for c in m.all_channels()
         )
         table.add_row(m.id, ", ".join(m.aliases), channels)
+    _out().print(table)
+
+
+@models_app.command("prices")
+def models_prices(
+    config: ConfigOpt = None,
+    at: Annotated[str | None, typer.Option("--at", help="Prices in force at this ISO date or date-time (UTC); default now.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The prices in force for every deployed model, per service tier, in USD per 1M tokens:
+    the bundled catalog's, or the config's price file and overrides. Each row names its
+    price version (what usage records store) and the next scheduled change."""
+    from gemgate.admin.prices import price_rows
+
+    settings = _settings(config)
+    when = _parse_when(at, "--at") if at else None
+    try:
+        rows = price_rows(settings, when)
+    except (ConfigError, ValueError) as exc:
+        err.print(f"[red]config error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table("model", "tier", "input", "output", "cached input", "long context", "version", "next change")
+    for r in rows:
+        rates = r["rates"]
+        long = rates.get("long_context")
+        table.add_row(
+            r["model"], r["tier"], rates["input"], rates["output"], rates.get("cached_input", "-"),
+            f">{rates['long_context_threshold']}: {long['input']} / {long['output']}" if long else "-",
+            r["version"], r["next_change"] or "-",
+        )
     _out().print(table)
 
 

@@ -232,6 +232,18 @@ class UpstreamRejected(GatewayError):
         self.status = status
 
 
+class LiveRefused(GatewayError):
+    """An upstream Live session closed with a client-error close frame (a bad setup, a model
+    it does not serve for Live): relayed with that frame's code and reason (scrubbed)."""
+
+    code = 400
+    status = "INVALID_ARGUMENT"
+
+    def __init__(self, close_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.close_code = close_code
+
+
 def as_gateway_error(exc: BaseException, request_id: str) -> GatewayError:
     """What a client is told about ``exc``: itself if it is ours, else an INTERNAL error
     naming the request (the cause is logged, never shown)."""

@@ -30,6 +30,8 @@ GEMINI_METHODS = (
 )
 
 Guard = Callable[[Request], bool]
+# The Live API's service, as the SDKs name it in the WebSocket path.
+LIVE_SERVICE = "google.ai.generativelanguage.{version}.GenerativeService"
 
 
 def gemini_style(req: Request) -> bool:
@@ -100,6 +102,33 @@ def websocket(pattern: str, target: str, operation: str = "", **kw: object) -> R
     return Route("websocket", "", pattern, target, operation, **kw)  # type: ignore[arg-type]
 
 
+def _resource(method: str, pattern: str, operation: str) -> Route:
+    return http(method, pattern, "resources", operation, gemini=True)
+
+
+# Before the model routes: ``models/{m}:batchGenerateContent`` and
+# ``models/{m}/operations/{id}`` would match those too.
+RESOURCE_ROUTES: tuple[Route, ...] = (
+    _resource("POST", "/upload/{version}/files", "files.upload"),
+    _resource("GET", "/{version}/files", "files.list"),
+    _resource("GET", "/{version}/files/{file}:download", "files.download"),
+    _resource("GET", "/download/{version}/files/{file}:download", "files.download_root"),
+    _resource("GET", "/{version}/files/{file}", "files.get"),
+    _resource("DELETE", "/{version}/files/{file}", "files.delete"),
+    _resource("POST", "/{version}/cachedContents", "caches.create"),
+    _resource("GET", "/{version}/cachedContents", "caches.list"),
+    _resource("GET", "/{version}/cachedContents/{cache}", "caches.get"),
+    _resource("PATCH", "/{version}/cachedContents/{cache}", "caches.update"),
+    _resource("DELETE", "/{version}/cachedContents/{cache}", "caches.delete"),
+    _resource("POST", "/{version}/models/{model+}:batchGenerateContent", "batches.generate"),
+    _resource("POST", "/{version}/models/{model+}:asyncBatchEmbedContent", "batches.embed"),
+    _resource("GET", "/{version}/batches", "batches.list"),
+    _resource("POST", "/{version}/batches/{batch}:cancel", "batches.cancel"),
+    _resource("GET", "/{version}/batches/{batch}", "batches.get"),
+    _resource("DELETE", "/{version}/batches/{batch}", "batches.delete"),
+    _resource("GET", "/{version}/models/{model+}/operations/{operation}", "operations.get"),
+)
+
 ROUTES: tuple[Route, ...] = (
     http("GET", "/healthz", "health"),
     http("GET", "/readyz", "health"),
@@ -121,21 +150,37 @@ ROUTES: tuple[Route, ...] = (
     http("POST", "/v1/images/edits", "openai", "images.edits"),
     http("GET", "/v1/models", "openai", "models.list", guard=not_gemini_style),
     http("GET", "/v1/models/{model+}", "openai", "models.get", guard=not_gemini_style),
+    # --- Gemini: stateful resources (files, cachedContents, batches, operations) ---
+    *RESOURCE_ROUTES,
     # --- Gemini ---
     http("POST", "/{version}/models/{model+}:{method}", "gemini", "model.call", gemini=True),
     http("POST", "/{version}/models/{model+}", "gemini", "missing_method", gemini=True),
     http("GET", "/{version}/models", "gemini", "models.list", gemini=True),
     http("GET", "/{version}/models/", "gemini", "models.list", gemini=True),
     http("GET", "/{version}/models/{model+}", "gemini", "models.get", gemini=True),
+    # --- Gemini Live (WebSocket) and its ephemeral tokens ---
+    *(
+        websocket(f"{slashes}ws/{LIVE_SERVICE}.{method}", "gemini_live", method, gemini=True)
+        for slashes in ("/", "//")
+        for method in ("BidiGenerateContent", "BidiGenerateContentConstrained")
+    ),
+    http("POST", "/{version}/auth_tokens", "auth_tokens", "create", gemini=True),
 )
 
 
 class RouteTable:
-    """Exact paths by dictionary lookup; patterned ones in table order."""
+    """Exact paths by dictionary lookup; patterned ones in table order, per scope and method.
+
+    Gemini's model calls (``models/{model}:generateContent`` and the other methods of
+    :data:`GEMINI_METHODS`) are the hot path: they are tried first, by one regex that
+    matches only those methods, so no other route can be meant by such a path."""
 
     def __init__(self, routes: Iterable[Route], prefixes: Iterable[str]) -> None:
         self._exact: dict[tuple[str, str, str], list[Route]] = {}
         self._patterned: list[Route] = []
+        self._by_method: dict[tuple[str, str], list[Route]] = {}
+        self._hot: list[tuple[re.Pattern[str], Route]] = []
+        methods = "|".join(GEMINI_METHODS)
         # Longest prefix first, so "/gemini/v1beta/..." is not read as prefix "".
         ordered = sorted(set(prefixes), key=len, reverse=True)
         for route in routes:
@@ -149,18 +194,25 @@ class RouteTable:
             for r in mounted:
                 if "{" in r.pattern:
                     self._patterned.append(r)
+                    self._by_method.setdefault((r.scope, r.method), []).append(r)
+                    if r.operation == "model.call":
+                        hot = _compile(r.pattern).replace(_PARAM_RE["method"], f"(?P<method>{methods})")
+                        self._hot.append((re.compile(hot), r))
                 else:
                     self._exact.setdefault((r.scope, r.method, r.pattern), []).append(r)
 
     def match(self, scope: str, method: str, path: str, req: Request | None = None) -> Match | None:
         """The first route for this scope, method and (percent-decoded) path whose guard
         passes; None when none does."""
+        if method == "POST" and scope == "http":
+            for regex, route in self._hot:
+                m = regex.fullmatch(path)
+                if m is not None:
+                    return Match(route, m.groupdict())
         for route in self._exact.get((scope, method, path), ()):
             if route.guard is None or (req is not None and route.guard(req)):
                 return Match(route, {})
-        for route in self._patterned:
-            if route.scope != scope or route.method != method:
-                continue
+        for route in self._by_method.get((scope, method), ()):
             m = route.regex.fullmatch(path)
             if m is not None and (route.guard is None or (req is not None and route.guard(req))):
                 return Match(route, m.groupdict())

@@ -66,6 +66,10 @@ class ServerSettings:
     # The gateway's own address as clients reach it (e.g. "https://llm.example.com"), for
     # the URLs it hands out (upload URLs, file URIs); None: the request's scheme and host.
     public_url: str | None = None
+    # TLS terminated by the gateway itself: PEM certificate (chain) and private key files,
+    # both or neither; relative paths are read from the working directory.
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,15 @@ class FilesSettings:
 @dataclass(frozen=True, slots=True)
 class BatchSettings:
     concurrency: int = 1  # items this process runs at once for batches it works itself
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    """Live API sessions (WebSocket)."""
+
+    max_sessions_per_key: int = 10  # open sessions one key may hold per worker; 0: no limit
+    idle_timeout_s: float = 600.0  # a session with no frame either way for this long is closed
+    setup_timeout_s: float = 10.0  # the client's setup frame must arrive by then
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +210,7 @@ class Settings:
     catalog: CatalogSettings = CatalogSettings()
     files: FilesSettings = FilesSettings()
     batches: BatchSettings = BatchSettings()
+    live: LiveSettings = LiveSettings()
     providers: tuple[ProviderSettings, ...] = ()
     models: tuple[ModelSettings, ...] = ()
     source: str = "embedded default"
@@ -328,8 +342,12 @@ def _server(t: _Table) -> ServerSettings:
         allow_remote_media=t.flag("allow_remote_media", d.allow_remote_media),
         forwarded_allow_ips=t.str_list("forwarded_allow_ips"),
         public_url=t.text("public_url"),
+        tls_cert=t.text("tls_cert"),
+        tls_key=t.text("tls_key"),
     )
     t.done()
+    if (s.tls_cert is None) != (s.tls_key is None):
+        raise ConfigError("server.tls_cert and server.tls_key must be given together")
     if s.public_url is not None and not s.public_url.startswith(("http://", "https://")):
         raise ConfigError("server.public_url must be an http:// or https:// URL")
     if not 0 < s.port < 65536:
@@ -539,6 +557,7 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
     routing = _routing(root.table("routing"))
     catalog = _catalog(root.table("catalog"))
     files, batches = _files(root.table("files")), _batches(root.table("batches"))
+    live = _live(root.table("live"))
 
     root.seen.update({"providers", "models"})
     raw_providers = raw.get("providers", [])
@@ -578,10 +597,26 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], source: str = "config") -
         catalog=catalog,
         files=files,
         batches=batches,
+        live=live,
         providers=providers,
         models=models,
         source=source,
     )
+
+
+def _live(t: _Table) -> LiveSettings:
+    d = LiveSettings()
+    live = LiveSettings(
+        max_sessions_per_key=t.integer("max_sessions_per_key", d.max_sessions_per_key),
+        idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s),
+        setup_timeout_s=t.number("setup_timeout_s", d.setup_timeout_s),
+    )
+    t.done()
+    if live.max_sessions_per_key < 0:
+        raise ConfigError("live.max_sessions_per_key must not be negative (0: no limit)")
+    if live.idle_timeout_s <= 0 or live.setup_timeout_s <= 0:
+        raise ConfigError("live.idle_timeout_s and live.setup_timeout_s must be positive")
+    return live
 
 
 def _routing(t: _Table) -> RoutingSettings:

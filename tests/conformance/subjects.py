@@ -22,14 +22,23 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import pytest
 from aiohttp import web
+from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini, error_body
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.vertex_upstream import FakeVertex
 
 from gemgate.errors import RETRY_INFO
 from gemgate.providers.base import Provider
 from gemgate.providers.registry import build_provider
 from gemgate.routing.keys import KeyPool
-from gemgate.settings import ProviderSettings, RoutingSettings, Secret, ServerSettings, Settings
+from gemgate.settings import (
+    ProviderSettings,
+    RoutingSettings,
+    Secret,
+    ServerSettings,
+    Settings,
+    VertexSettings,
+)
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -159,6 +168,11 @@ class Subject:
         """A protocol the provider speaks and a client body in it (for a stream call if
         ``stream``), written as no serialiser would write it; None if it speaks none."""
         return None
+
+    def reported(self, usage: JSON) -> JSON:
+        """``usage`` as the upstream can report it (an upstream that counts thinking as
+        output reports no separate thoughts)."""
+        return usage
 
 
 # ---------------------------------------------------------------------------------------
@@ -424,6 +438,179 @@ class OpenAISubject(Subject):
 
 
 # ---------------------------------------------------------------------------------------
+# anthropic
+
+
+def anthropic_usage(usage: JSON) -> JSON:
+    """Gemini usageMetadata -> what Anthropic reports for the same answer (thinking is part
+    of its output_tokens)."""
+    return {"input_tokens": usage["promptTokenCount"],
+            "output_tokens": usage["candidatesTokenCount"] + usage.get("thoughtsTokenCount", 0)}
+
+
+class AnthropicSubject(Subject):
+    kind = "anthropic"
+    model = "claude-test"
+    embed_model = ""  # Anthropic serves no embedding model
+    unsupported = (
+        ({"cachedContent": "cachedContents/conformance"}, "cachedContent"),
+        ({"tools": [{"googleSearch": {}}]}, "tools[0].googleSearch"),
+        ({"generationConfig": {"candidateCount": 2}}, "generationConfig.candidateCount"),
+    )
+
+    def __init__(self, runner: asyncio.Runner, fake: FakeAnthropic) -> None:
+        self.fake = fake
+        self._holds: list[threading.Event] = []
+        super().__init__(runner, ProviderSettings(
+            name="conformance-anthropic", type="anthropic", base_url=fake.base_url,
+            api_keys=tuple(Secret(k, f"env:CONFORMANCE_KEY_{i}") for i, k in enumerate(KEYS)),
+        ))
+
+    def reset(self) -> None:
+        for hold in self._holds:
+            hold.set()
+        self._holds.clear()
+        self.fake.reset()
+
+    def calls(self) -> int:
+        return len(self.fake.requests)
+
+    def base_url_at(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def reported(self, usage: JSON) -> JSON:
+        thoughts = usage.get("thoughtsTokenCount", 0)
+        return {**usage, "candidatesTokenCount": usage["candidatesTokenCount"] + thoughts,
+                "thoughtsTokenCount": 0}
+
+    @staticmethod
+    def _text(pieces: list[str]) -> list[JSON]:
+        return [{"type": "text", "text": "".join(pieces)}]
+
+    def script(self, pieces: list[str], usage: JSON | None = None) -> None:
+        self.fake.script(content=self._text(pieces), usage=anthropic_usage(usage) if usage else None,
+                         pieces=pieces)
+
+    def hold(self, pieces: list[str]) -> Gate:
+        event = threading.Event()
+        self._holds.append(event)
+        # message_start, ping, content_block_start, then the first piece: held there.
+        self.fake.script(content=self._text(pieces), pieces=pieces, hold=event, hold_after=4)
+        return _EventGate(event)
+
+    def cut(self, pieces: list[str]) -> None:
+        self.fake.script(content=self._text(pieces), pieces=pieces, cut_after=4)
+
+    def fail(self, status: int, message: str, *, retry_after: int | None = None,
+             form: str = "Retry-After") -> None:
+        # Anthropic says when to retry only in the Retry-After header, whatever the form.
+        self.fake.script(status=status, message=message, retry_after=retry_after)
+
+    def fail_first_event(self, code: int, message: str) -> None:
+        self.fake.script(error_after=0, error_status=529 if code == 503 else code, message=message)
+
+    def delay(self, seconds: float) -> None:
+        self.fake.script(delay=seconds)
+
+    def saw_disconnect(self, gate: Gate, timeout: float = 5.0) -> bool:
+        gate.release()  # this fake notices a client that left when it writes again
+        deadline = time.monotonic() + timeout
+        while self.fake.disconnects < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.fake.disconnects >= 1
+
+    def sent_key(self) -> str | None:
+        return self.fake.requests[-1].headers.get("x-api-key")
+
+    def sent_body(self) -> bytes:
+        return self.fake.requests[-1].raw
+
+    def passthrough(self, stream: bool = False) -> tuple[str, bytes]:
+        streaming = ', "stream" :true' if stream else ""
+        raw = ('{"model":"claude-test",  "messages":[{"content":"caf\\u00e9 \u2014 hi",'
+               f'"role":"user"}}], "max_tokens" : 16,"metadata":{{"user_id":"conformance"}}{streaming}}}').encode()
+        return "anthropic.messages", raw
+
+
+# ---------------------------------------------------------------------------------------
+# vertex
+
+
+class VertexSubject(Subject):
+    """Vertex AI with two service accounts. The pool's keys hold each account's current
+    access token, so the fake's token endpoint mints KEY_1 and KEY_2 for them: the
+    credential the attempt chose is the bearer token Vertex sees."""
+
+    kind = "vertex"
+    model = "gemini-2.5-flash"
+    embed_model = "text-embedding-005"
+    unsupported = (
+        ({"cachedContent": "cachedContents/conformance"}, "cachedContent"),
+        ({"store": True}, "store"),
+    )
+
+    def __init__(self, runner: asyncio.Runner, fake: FakeVertex) -> None:
+        self.fake = fake
+        accounts = [
+            fake.new_account(f"conformance-{i}@{fake.project}.iam.gserviceaccount.com", key)
+            for i, key in enumerate(KEYS)
+        ]
+        super().__init__(runner, ProviderSettings(
+            name="conformance-vertex", type="vertex", base_url=fake.base_url,
+            vertex=VertexSettings(
+                project=fake.project, location=fake.location,
+                credentials=tuple(Secret(a, f"env:CONFORMANCE_SA_{i}") for i, a in enumerate(accounts)),
+            ),
+        ))
+
+    def reset(self) -> None:
+        self.fake.reset()
+
+    def calls(self) -> int:
+        return len(self.fake.calls)
+
+    def base_url_at(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def script(self, pieces: list[str], usage: JSON | None = None) -> None:
+        self.fake.script(stream=gemini_events(self.model, pieces, usage))
+
+    def hold(self, pieces: list[str]) -> Gate:
+        return self.fake.hold_stream(1, stream=gemini_events(self.model, pieces))
+
+    def cut(self, pieces: list[str]) -> None:
+        self.fake.script(stream=gemini_events(self.model, pieces), cut_after=1)
+
+    def fail(self, status: int, message: str, *, retry_after: int | None = None,
+             form: str = "RetryInfo") -> None:
+        error: JSON = {"message": message}
+        headers = {}
+        if retry_after is not None and form == "RetryInfo":
+            error["details"] = [{"@type": RETRY_INFO, "retryDelay": f"{retry_after}s"}]
+        elif retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        self.fake.script(status=status, error=error, headers=headers)
+
+    def fail_first_event(self, code: int, message: str) -> None:
+        self.fake.script(stream=[error_body(code, message)])
+
+    def delay(self, seconds: float) -> None:
+        self.fake.script(delay=seconds)
+
+    def saw_disconnect(self, gate: Gate, timeout: float = 5.0) -> bool:
+        try:
+            return self.fake.wait_disconnects(1, timeout)
+        finally:
+            gate.release()
+
+    def sent_key(self) -> str | None:
+        return self.fake.calls[-1].token
+
+    def sent_body(self) -> bytes:
+        return self.fake.calls[-1].body
+
+
+# ---------------------------------------------------------------------------------------
 # local
 
 
@@ -473,6 +660,10 @@ def open_subject(kind: str) -> Iterator[Subject]:
             fake = OpenAIUpstream(*KEYS)
             stack.enter_context(fake)
             subject = OpenAISubject(runner, fake)
+        elif kind == "anthropic":
+            subject = AnthropicSubject(runner, stack.enter_context(FakeAnthropic(*KEYS)))
+        elif kind == "vertex":
+            subject = VertexSubject(runner, stack.enter_context(FakeVertex()))
         else:
             subject = LocalSubject(runner)
         try:

@@ -28,6 +28,7 @@ from gemgate.errors import (
     DeadlineExceeded,
     GatewayError,
     InvalidArgument,
+    NotImplementedYet,
     Unavailable,
     UpstreamError,
     UpstreamRateLimited,
@@ -49,7 +50,7 @@ USAGE_KEYS = (
 )
 
 
-@pytest.fixture(scope="module", params=["gemini", "openai", "local"])
+@pytest.fixture(scope="module", params=["gemini", "openai", "anthropic", "vertex", "local"])
 def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     with open_subject(request.param) as started:
         yield started
@@ -243,6 +244,11 @@ async def test_stream_equals_generate_with_cumulative_usage(subject: Subject) ->
 
 @on_loop
 async def test_batch_embed_gives_one_vector_per_text(subject: Subject) -> None:
+    if not subject.embed_model:  # an upstream with no embedding model refuses cleanly
+        c = UpstreamCall(model=subject.model, method="batchEmbedContents", request={"requests": []})
+        with pytest.raises(NotImplementedYet):
+            await subject.provider.embed(c)
+        return
     texts = ["The sea is blue.", "Grass is green."]
     request = {"requests": [{"model": f"models/{subject.embed_model}",
                              "content": {"parts": [{"text": t}]}} for t in texts]}
@@ -474,8 +480,8 @@ async def test_usage_is_what_the_upstream_counted(subject: Subject) -> None:
         reply = await provider.generate(call(subject, text_request()))
         subject.script(PIECES, usage)
         chunks = await collect(provider.stream(call(subject, text_request(), STREAM)))
-        assert counts(reply.usage) == counts(usage)
-        assert counts(chunks[-1].usage) == counts(usage)
+        assert counts(reply.usage) == counts(subject.reported(usage))
+        assert counts(chunks[-1].usage) == counts(subject.reported(usage))
         return
     request = story_request(8)
     reply = await provider.generate(call(subject, request))

@@ -12,6 +12,8 @@ overloaded), usage with cache counts. Answers are scripted first-in first-out::
         fake.script(cut_after=3)               # a stream broken after 3 events
         fake.script(error_after=2)             # an ``error`` event after 2 events
         fake.script(hang=threading.Event())    # no answer until the event is set
+        fake.script(hold=gate, hold_after=4)   # a stream paused after 4 events until set
+        fake.script(delay=2.0)                 # the answer only after two seconds
 
 Without a script the answer is ``"echo: <last user text>"``; usage counts words.
 """
@@ -47,7 +49,9 @@ class Script:
     """One scripted answer. ``content``: the answer's blocks (text, thinking with signature,
     tool_use); ``usage`` overrides the counted usage; ``status`` != 200 answers an error of
     Anthropic's type for it. ``cut_after`` / ``error_after``: a stream aborted / sent an
-    ``error`` event after that many events. ``hang`` holds the answer until it is set."""
+    ``error`` event after that many events. ``hang`` holds the answer until it is set;
+    ``hold`` pauses a stream after ``hold_after`` events until it is set; ``delay`` sleeps
+    before answering."""
 
     content: list[dict[str, Any]] | None = None
     stop_reason: str | None = None
@@ -57,7 +61,12 @@ class Script:
     retry_after: int | None = None
     cut_after: int | None = None
     error_after: int | None = None
+    error_status: int = 529  # the error event's type, by its status
     hang: threading.Event | None = None
+    hold: threading.Event | None = None
+    hold_after: int = 1
+    delay: float = 0.0
+    pieces: list[str] | None = None  # how a text answer is streamed (else word by word)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -87,8 +96,12 @@ def _frame(name: str, data: dict[str, Any]) -> bytes:
 
 
 class FakeAnthropic:
-    def __init__(self, api_key: str = "sk-ant-fake-key", *, models: tuple[str, ...] = ("claude-test",)) -> None:
+    def __init__(self, api_key: str = "sk-ant-fake-key", *more_keys: str,
+                 models: tuple[str, ...] = ("claude-test",)) -> None:
+        """``api_key`` and ``more_keys``: the keys this fake accepts."""
         self.api_key = api_key
+        self.api_keys = frozenset({api_key, *more_keys})
+        self.disconnects = 0  # streams whose client left before the end
         self.models = set(models)
         self.requests: list[Recorded] = []
         self.sent: list[bytes] = []  # each answer's body as written
@@ -152,6 +165,7 @@ class FakeAnthropic:
             self._scripts.clear()
         self.requests.clear()
         self.sent.clear()
+        self.disconnects = 0
 
     def _next(self) -> Script:
         with self._lock:
@@ -170,7 +184,7 @@ class FakeAnthropic:
         except ValueError:
             body = None
         self.requests.append(Recorded({k.lower(): v for k, v in request.headers.items()}, raw, body))
-        if request.headers.get("x-api-key") != self.api_key:
+        if request.headers.get("x-api-key") not in self.api_keys:
             return web.json_response(error_body(401, "invalid x-api-key"), status=401)
         if not request.headers.get("anthropic-version"):
             return web.json_response(error_body(400, "anthropic-version: header is required"), status=400)
@@ -178,6 +192,8 @@ class FakeAnthropic:
         if invalid is not None:
             return invalid
         script = self._next()
+        if script.delay:
+            await asyncio.sleep(script.delay)
         if script.hang is not None:
             while not script.hang.is_set():
                 await asyncio.sleep(0.01)
@@ -234,26 +250,30 @@ class FakeAnthropic:
         written = bytearray()
         self.sent.append(b"")
         try:
-            for k, event in enumerate(_events(message)):
+            for k, event in enumerate(_events(message, script.pieces)):
                 if k == script.cut_after:
                     if request.transport is not None:
                         request.transport.abort()
                     return resp
                 if k == script.error_after:
-                    await resp.write(_frame("error", error_body(529, "Overloaded")))
+                    failure = error_body(script.error_status, script.message or "Overloaded")
+                    await resp.write(_frame("error", failure))
                     break
                 await resp.write(event)
                 written += event
                 self.sent[-1] = bytes(written)
                 await asyncio.sleep(0)
+                if script.hold is not None and k + 1 == script.hold_after:
+                    while not script.hold.is_set():
+                        await asyncio.sleep(0.005)
             await resp.write_eof()
         except (ConnectionResetError, RuntimeError):
-            pass
+            self.disconnects += 1
         return resp
 
 
-def _events(message: dict[str, Any]) -> list[bytes]:
-    """A message as Anthropic streams it."""
+def _events(message: dict[str, Any], pieces: list[str] | None = None) -> list[bytes]:
+    """A message as Anthropic streams it (a text block in ``pieces``, if given)."""
     usage = message["usage"]
     start = {**message, "content": [], "stop_reason": None,
              "usage": {**usage, "output_tokens": 1}}
@@ -268,7 +288,8 @@ def _events(message: dict[str, Any]) -> list[bytes]:
                                                   "content_block": empty}))
         deltas: list[dict[str, Any]] = []
         if kind == "text":
-            deltas = [{"type": "text_delta", "text": w} for w in _pieces(block["text"])]
+            texts = pieces if pieces is not None else _pieces(block["text"])
+            deltas = [{"type": "text_delta", "text": w} for w in texts]
         elif kind == "thinking":
             deltas = [{"type": "thinking_delta", "thinking": w} for w in _pieces(block["thinking"])]
             deltas.append({"type": "signature_delta", "signature": block["signature"]})

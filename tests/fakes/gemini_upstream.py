@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
+from tests.fakes.gemini_resources import GeminiResourcesFake
 
 JSON = dict[str, Any]
 
@@ -74,7 +75,7 @@ RPCS = {"generateContent": "generateContent", "streamGenerateContent": "generate
 FIELDS = {
     "generateContent": {"model", "contents", "systemInstruction", "tools", "toolConfig",
                         "safetySettings", "generationConfig", "cachedContent", "serviceTier",
-                        "store"},
+                        "store", "continuationToken"},
     "countTokens": {"contents", "generateContentRequest"},
     "embedContent": {"model", "content", "taskType", "title", "outputDimensionality"},
     "batchEmbedContents": {"requests"},
@@ -228,7 +229,7 @@ class StreamGate:
         return self._released.is_set()
 
 
-class FakeGemini:
+class FakeGemini(GeminiResourcesFake):
     def __init__(self, api_key: str = "upstream-secret-key", *more_keys: str) -> None:
         """``api_key`` and ``more_keys`` are the keys this fake project accepts."""
         self.api_key = api_key
@@ -385,6 +386,7 @@ class FakeGemini:
             self._gates.clear()
             self._delay = 0.0
             self._models = {m["name"].removeprefix("models/"): dict(m) for m in MODELS}
+            self._reset_resources()
 
     def _release_gates(self) -> None:
         with self._cond:
@@ -432,6 +434,9 @@ class FakeGemini:
         try:
             if self._delay:
                 await asyncio.sleep(self._delay)
+            resource = await self._resource_route(request, path, body)
+            if resource is not None:
+                return resource
             if match is None or ".." in path.split("/"):
                 return _json_error(404, f"The requested URL {path} was not found on this server.")
             denied = self._check_auth(request)
@@ -510,6 +515,12 @@ class FakeGemini:
             invalid = self._validate_generate(req)
             if invalid is not None:
                 return invalid
+        if rpc in ("generateContent", "streamGenerateContent", "countTokens"):
+            inner = _get(req, "generateContentRequest")
+            resolved = self._resolve_refs(inner if isinstance(inner, dict) else req, model)
+            if isinstance(resolved, web.Response):
+                return resolved
+            req = {**req, "generateContentRequest": resolved} if isinstance(inner, dict) else resolved
         s = self._take_script(model, rpc)
         if s.delay:
             await asyncio.sleep(s.delay)
@@ -590,6 +601,8 @@ class FakeGemini:
             chunks.append([image])
         chunks = chunks or [[{"text": ""}]]
         prompt, response_id = _prompt_tokens(req), secrets.token_urlsafe(16)
+        prompt += int(req.get("_mediaTokens") or 0)
+        cached = int(req.get("_cachedTokens") or 0)
         events: list[JSON] = []
         text_tokens = image_tokens = 0
         for i, parts in enumerate(chunks):
@@ -598,8 +611,11 @@ class FakeGemini:
             cand: JSON = {"content": {"parts": parts, "role": "model"}, "index": 0}
             if i == len(chunks) - 1:
                 cand["finishReason"] = finish
+            usage = _usage(prompt, text_tokens, image_tokens)
+            if cached:
+                usage["cachedContentTokenCount"] = cached
             events.append({"candidates": [cand],
-                           "usageMetadata": _usage(prompt, text_tokens, image_tokens),
+                           "usageMetadata": usage,
                            "modelVersion": model, "responseId": response_id})
         return events
 

@@ -427,8 +427,20 @@ def parse_catalog(raw: Mapping[str, Any], where: str = "catalog") -> dict[str, C
     return catalog
 
 
-def load_catalog(path: Path | None = None) -> dict[str, CatalogModel]:
-    """Load a catalog file, by default the one bundled with the package."""
+def load_catalog(
+    path: Path | None = None, *, prices_file: str | Path | None = None
+) -> dict[str, CatalogModel]:
+    """Load a catalog file, by default the one bundled with the package, with the prices of
+    an operator's ``prices_file`` (:mod:`gemgate.catalog.price_file`) in place of its own."""
+    catalog = _load_catalog(path)
+    if prices_file is None:
+        return catalog
+    from gemgate.catalog.price_file import load_price_file
+
+    return load_price_file(prices_file, catalog)
+
+
+def _load_catalog(path: Path | None) -> dict[str, CatalogModel]:
     if path is None:
         name = f"bundled {BUNDLED_CATALOG}"
         text = (

@@ -6,8 +6,8 @@ The file is TOML with the catalog's own price keys::
     source = "https://ai.google.dev/gemini-api/docs/pricing"   # optional
     read_on = "2027-01-15"        # optional
 
-    [service_tiers]               # optional: tier factors for the models below
-    priority = "1.8"
+    [service_tiers]               # optional: tier factors for the models below (else the
+    priority = "1.8"              # catalog's for each model)
 
     [models."gemini-3.8-flash".price]
     input = "1.50"
@@ -50,7 +50,8 @@ def apply_prices(
     for key in ("source", "read_on"):
         if key in raw and not isinstance(raw[key], str):
             raise ValueError(f"{where}: {key!r} must be a string")
-    factors = tier_factors(raw.get("service_tiers"), f"{where}: service_tiers", DEFAULT_TIER_FACTORS)
+    file_factors = raw.get("service_tiers")
+    tier_factors(file_factors, f"{where}: service_tiers", DEFAULT_TIER_FACTORS)  # checked once
     models = raw.get("models", {})
     if not isinstance(models, Mapping):
         raise ValueError(f"{where}: 'models' must be a table of models")
@@ -66,6 +67,10 @@ def apply_prices(
             raise ValueError(f"{at}: unknown key {extra[0]!r}")
         if "price" not in data or not isinstance(data["price"], Mapping):
             raise ValueError(f"{at}: missing table 'price'")
+        # Tier factors: the catalog's for the model, then the file's, then the model's own here.
+        current = catalog[model_id].schedule
+        base = current.factors if current is not None else DEFAULT_TIER_FACTORS
+        factors = tier_factors(file_factors, f"{where}: service_tiers", base)
         model_factors = tier_factors(data.get("service_tiers"), f"{at}: service_tiers", factors)
         schedule = parse_schedule(
             data["price"], data.get("price_changes"), where=at, version=version, factors=model_factors

@@ -118,6 +118,7 @@ class AppliedPrice:
 class PriceSchedule:
     version: str  # the price data's version (the catalog's, or an operator's price file's)
     entries: tuple[PriceEntry, ...]
+    factors: Mapping[str, Decimal] = field(default_factory=dict)  # tier -> factor
     overridden: bool = False  # the deployment config replaced some rates
 
     def __post_init__(self) -> None:
@@ -129,8 +130,8 @@ class PriceSchedule:
             raise ValueError("price changes must have distinct dates, in order")
 
     def entry_at(self, when: datetime) -> PriceEntry:
-        starts = [e.start for e in self.entries[1:]]
-        return self.entries[bisect.bisect_right(starts, when)]  # type: ignore[arg-type]
+        starts = [e.start for e in self.entries[1:] if e.start is not None]
+        return self.entries[bisect.bisect_right(starts, when)]
 
     def at(self, when: datetime, tier: str = STANDARD) -> AppliedPrice:
         """The price in force at ``when`` in ``tier`` (Standard when the data has none)."""
@@ -141,17 +142,28 @@ class PriceSchedule:
         suffix = "+config" if self.overridden else ""
         return AppliedPrice(rates, f"{self.version}@{entry.label}{suffix}", tier)
 
-    def override(self, mapping: Mapping[str, Any], factors: Mapping[str, Decimal]) -> PriceSchedule:
+    def override(self, mapping: Mapping[str, Any]) -> PriceSchedule:
         """Every entry with some Standard rates replaced (the deployment config's
         ``[models.price]``); the tiers follow from the new rates by their factors."""
         entries = tuple(
-            _entry(e.start, e.standard.override(mapping), factors, {}) for e in self.entries
+            _entry(e.start, e.standard.override(mapping), self.factors, {}) for e in self.entries
         )
-        return PriceSchedule(self.version, entries, overridden=True)
+        return PriceSchedule(self.version, entries, self.factors, overridden=True)
 
     @classmethod
     def fixed(cls, price: Price, version: str, factors: Mapping[str, Decimal]) -> PriceSchedule:
-        return cls(version, (_entry(None, price, factors, {}),))
+        return cls(version, (_entry(None, price, factors, {}),), dict(factors))
+
+
+#: The version named on records billed at prices that come from the config alone.
+CONFIG_VERSION = "config"
+
+
+def applied_price(price: Price, schedule: PriceSchedule | None, when: datetime, tier: str) -> AppliedPrice:
+    """The rates a call made at ``when`` in ``tier`` is billed at."""
+    if schedule is None:
+        return AppliedPrice(price, CONFIG_VERSION, STANDARD)
+    return schedule.at(when, tier)
 
 
 def _entry(
@@ -199,7 +211,7 @@ def parse_schedule(
     standard = Price.from_mapping(rates, f"{where}: price")
     entries = [_entry(None, standard, factors, explicit)]
     if changes is None:
-        return PriceSchedule(version, tuple(entries))
+        return PriceSchedule(version, tuple(entries), dict(factors))
     if not isinstance(changes, list):
         raise ValueError(f"{where}.price_changes must be an array of tables")
     for i, change in enumerate(changes):
@@ -220,4 +232,4 @@ def parse_schedule(
             raise ValueError(f"{at}: {exc}") from None
         kept = {t: tiers.get(t) for t in _OTHER_TIERS if t in tiers}
         entries.append(_entry(start, new_standard, factors, {k: v for k, v in kept.items() if v}))
-    return PriceSchedule(version, tuple(entries))
+    return PriceSchedule(version, tuple(entries), dict(factors))

@@ -121,9 +121,9 @@ class Admission:
         referenced = reference_bound(request, limit, references)
         bound = with_references(self.prompt_bound(request, client_bytes), referenced, limit)
         try:
-            return await self.budgets.reserve(key, worst_case_nanos(bound, max_output, route.price))
+            return await self.budgets.reserve(key, worst_case_nanos(bound, max_output, route.reserve_price(request)))
         except ResourceExhausted:
             prompt = with_references(await self.prompt_tokens(request), referenced, limit)
             if prompt >= bound:
                 raise
-        return await self.budgets.reserve(key, worst_case_nanos(prompt, max_output, route.price))
+        return await self.budgets.reserve(key, worst_case_nanos(prompt, max_output, route.reserve_price(request)))

@@ -150,6 +150,13 @@ class AttemptLoop:
 
         return await self._run(ctx, route, creq, once, streaming=True)
 
+    async def session(
+        self, ctx: RequestContext, route: Route, creq: CanonicalRequest, opener: Once[T]
+    ) -> T:
+        """A long-lived session (Live), opened by ``opener`` on the first channel that
+        opens it; like a stream, it is committed to that channel from then on."""
+        return await self._run(ctx, route, creq, opener, streaming=True)
+
     # --- the loop ------------------------------------------------------------------------
 
     async def _run(
@@ -192,6 +199,9 @@ class AttemptLoop:
     ) -> list[Channel]:
         seed = _sticky_seed(ctx, creq) if route.sticky else None
         channels = self._selector.order(route.channels, seed)
+        if creq.prefer:
+            # Channels already holding the request's resources first (a stable sort).
+            channels.sort(key=lambda c: c.label not in creq.prefer)
         if creq.untranslated is not None:
             # Only a channel speaking the client's protocol can take what was not translated.
             channels = [c for c in channels if c.speaks(creq.protocol)]
@@ -235,6 +245,9 @@ class AttemptLoop:
         health.begin()
         started = time.perf_counter()
         try:
+            if creq.resolve is not None:
+                # The request's gateway resources, made ready for this channel.
+                call.request = await creq.resolve(channel, key)
             result = await once(channel, call)
         except asyncio.CancelledError:
             health.release()

@@ -12,8 +12,9 @@ from typing import Any
 
 from gemgate.billing import Usage, cost_nanos
 from gemgate.catalog import Price
+from gemgate.catalog.pricing import BATCH, STANDARD, AppliedPrice, tier_name
 from gemgate.tokens import TokenCounter
-from gemgate.types.canonical import Chunk, Reply
+from gemgate.types.canonical import CanonicalRequest, Chunk, Reply
 from gemgate.types.response import candidate_text
 
 # Texts longer than this are counted on a worker thread rather than on the event loop.
@@ -26,11 +27,25 @@ INLINE_PARSE_BYTES = 1024 * 1024
 class Metered:
     usage: Usage
     cost_nanos: int
+    price_version: str | None = None  # which prices billed it (None: nothing was billed)
+    service_tier: str | None = None
 
 
-def meter(usage_metadata: dict[str, Any] | None, price: Price, *, estimated: bool = False) -> Metered:
+def meter(
+    usage_metadata: dict[str, Any] | None, price: Price | AppliedPrice, *, estimated: bool = False
+) -> Metered:
     usage = Usage.from_metadata(usage_metadata or {}, estimated=estimated)
+    if isinstance(price, AppliedPrice):
+        return Metered(usage, cost_nanos(usage, price.price), price.version, price.tier)
     return Metered(usage, cost_nanos(usage, price))
+
+
+def call_tier(creq: CanonicalRequest, reported: str | None = None, *, batch: bool = False) -> str:
+    """The service tier a call is billed in: the one the upstream says it served wins over
+    the one the call asked for (a batch's item: batch; else the body's ``serviceTier``)."""
+    if batch:
+        return BATCH
+    return tier_name(reported) or tier_name(creq.body.get("serviceTier")) or STANDARD
 
 
 def estimated_metadata(prompt_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -59,7 +74,7 @@ class StreamMeter:
     a running local count of the relayed text for when it reports none, and whether a
     chunk finished the answer."""
 
-    __slots__ = ("_counter", "chunks", "finished", "last_usage", "relayed_tokens")
+    __slots__ = ("_counter", "chunks", "finished", "last_usage", "relayed_tokens", "service_tier")
 
     def __init__(self, counter: TokenCounter | None) -> None:
         self._counter = counter
@@ -67,9 +82,12 @@ class StreamMeter:
         self.relayed_tokens = 0
         self.chunks = 0
         self.finished = False
+        self.service_tier: str | None = None  # as the upstream reported it, if it did
 
     def see(self, chunk: Chunk) -> None:
         self.chunks += 1
+        if chunk.service_tier is not None:
+            self.service_tier = chunk.service_tier
         if chunk.usage is not None:
             self.last_usage = chunk.usage
         elif chunk.text and self._counter is not None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from gemgate.catalog import CatalogModel, Price
+from gemgate.catalog.pricing import STANDARD, AppliedPrice, applied_price, tier_name
 from gemgate.errors import NotFound
 from gemgate.providers.base import Provider
 from gemgate.routing import Channel, CircuitBreaker, KeyPool
@@ -33,7 +36,19 @@ class Route:
 
     @property
     def price(self) -> Price:
-        return self.info.price
+        """The Standard rates in force now."""
+        return self.priced(datetime.now(UTC)).price
+
+    def reserve_price(self, request: dict[str, Any]) -> Price:
+        """The rates a budget reservation assumes: those in force now, in the tier the
+        request asks for (an upstream that serves it in another tier bills less: Priority
+        falls back to Standard, never the other way)."""
+        tier = tier_name(request.get("serviceTier")) or STANDARD
+        return self.priced(datetime.now(UTC), tier).price
+
+    def priced(self, when: datetime, tier: str = STANDARD) -> AppliedPrice:
+        """The rates a call made at ``when`` in service tier ``tier`` is billed at."""
+        return applied_price(self.info.price, self.info.schedule, when, tier)
 
     @property
     def owner(self) -> str:
@@ -41,7 +56,8 @@ class Route:
         return self.channels[0].provider_name
 
 
-def _describe(m: ModelSettings, catalog: Mapping[str, CatalogModel]) -> CatalogModel:
+def describe(m: ModelSettings, catalog: Mapping[str, CatalogModel]) -> CatalogModel:
+    """What clients see of a deployed model: its catalog entry, with the config's overrides."""
     base = catalog.get(m.catalog or "") or catalog.get(m.upstream_model) or catalog.get(m.id)
     if m.catalog and m.catalog not in catalog:
         raise ConfigError(f"model {m.id}: catalog entry {m.catalog!r} does not exist")
@@ -70,6 +86,8 @@ def _describe(m: ModelSettings, catalog: Mapping[str, CatalogModel]) -> CatalogM
     if m.price:
         try:
             changes["price"] = base.price.override(m.price)
+            if base.schedule is not None:
+                changes["schedule"] = base.schedule.override(m.price)
         except ValueError as exc:
             raise ConfigError(f"model {m.id}: {exc}") from None
     return replace(base, **changes)  # type: ignore[arg-type]
@@ -111,7 +129,7 @@ class Router:
                     )
                 )
             route = Route(
-                model_id=m.id, channels=tuple(channels), info=_describe(m, catalog), sticky=m.sticky
+                model_id=m.id, channels=tuple(channels), info=describe(m, catalog), sticky=m.sticky
             )
             entries.append((route, m.aliases))
         return cls(entries)

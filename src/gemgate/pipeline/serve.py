@@ -30,7 +30,8 @@ from gemgate.asgi import (
     wait_disconnect,
 )
 from gemgate.billing import format_usd
-from gemgate.catalog import CatalogModel
+from gemgate.catalog import CatalogModel, Price
+from gemgate.catalog.pricing import AppliedPrice, tier_name
 from gemgate.errors import GatewayError, NotFound, as_gateway_error
 from gemgate.limits.memory import Reservation
 from gemgate.metrics import Metrics
@@ -45,6 +46,7 @@ from gemgate.pipeline.door import Answer, Door, Endpoint, ModelEntry, StreamEnco
 from gemgate.pipeline.meter import (
     Metered,
     StreamMeter,
+    call_tier,
     count_text,
     estimated_metadata,
     meter,
@@ -58,6 +60,8 @@ from gemgate.types.canonical import GEMINI, CanonicalRequest, Chunk, Reply
 log = logging.getLogger("gemgate.serve")
 
 GENERATE = frozenset({"generateContent", "streamGenerateContent"})
+# The Gemini API's answer header naming the service tier that served a call.
+SERVICE_TIER_HEADER = b"x-gemini-service-tier"
 
 
 class Serve:
@@ -81,6 +85,8 @@ class Serve:
         self.counter = counter
         self.max_body = max_body
         self.metrics = metrics
+        # Binds requests that name gateway files or cached contents (set by the app).
+        self.resources: Any = None
 
     # --- the entry point -----------------------------------------------------------------
 
@@ -154,6 +160,8 @@ class Serve:
         ctx.method = creq.method if endpoint.operation == "model.call" else ctx.method
         if route is None:
             route = self._route(ctx, creq.model, creq.method, version)
+        if self.resources is not None and ctx.key is not None:
+            await self.resources.bind(ctx.key, route, creq)
         if creq.method in GENERATE:
             check_capabilities(route.info, creq.body)
         if creq.method == "countTokens":
@@ -171,8 +179,12 @@ class Serve:
         """Counted here with the Gemma vocabulary and Google's media rules: never an
         upstream call, never billed."""
         inner = creq.body.get("generateContentRequest") or creq.body
-        counted = await self.counter.count_request_async(inner)
+        counted = await self.counter.count_request_async(inner, creq.references)
         data: dict[str, Any] = {"totalTokens": counted.total}
+        cached = creq.references.get(inner.get("cachedContent") or "")
+        if cached is not None:
+            data["totalTokens"] += cached.tokens
+            data["cachedContentTokenCount"] = cached.tokens
         details = [
             {"modality": modality, "tokenCount": count}
             for modality, count in counted.by_modality.items()
@@ -207,6 +219,7 @@ class Serve:
             watch.stop()
         cost = sum(a.cost_nanos for a in answers)
         headers = [*self._id_header(ctx), (b"x-gemgate-cost-usd", format_usd(cost).encode())]
+        headers += _tier_header(answers[0].reply.service_tier if answers else None)
         await send_bytes(send, 200, door.render(creq, ctx.request_id, answers), JSON_TYPE, headers)
 
     async def answer(self, ctx: RequestContext, route: Route, creq: CanonicalRequest) -> Answer:
@@ -229,7 +242,7 @@ class Serve:
         assert isinstance(reply, Reply)
         if ctx.capture is not None:
             ctx.capture.reply(reply.body)
-        metered = await self._meter_reply(route, creq, reply)
+        metered = await self._meter_reply(ctx, route, creq, reply)
         await self.settler.settle(ctx, reservation, metered, Outcome("ok"))
         return Answer(reply, metered.usage, metered.cost_nanos)
 
@@ -238,22 +251,40 @@ class Serve:
     ) -> Reservation | None:
         max_output = 0 if creq.embedding else creq.max_output
         return await self.admission.admit(
-            ctx, route, creq.body, max_output=max_output, client_bytes=creq.client_bytes
+            ctx,
+            route,
+            creq.body,
+            max_output=max_output,
+            client_bytes=creq.client_bytes,
+            references=creq.references,
         )
 
-    async def _meter_reply(self, route: Route, creq: CanonicalRequest, reply: Reply) -> Metered:
+    @staticmethod
+    def _priced(
+        ctx: RequestContext, route: Route, creq: CanonicalRequest, reported: str | None
+    ) -> AppliedPrice:
+        """The prices in force when the request was made, in the tier it was served in."""
+        tier = call_tier(creq, reported, batch=ctx.batch is not None)
+        return route.priced(ctx.started_at, tier)
+
+    async def _meter_reply(
+        self, ctx: RequestContext, route: Route, creq: CanonicalRequest, reply: Reply
+    ) -> Metered:
+        price = self._priced(ctx, route, creq, reply.service_tier)
         if reply.usage is not None and not creq.embedding:
-            return meter(reply.usage, route.price)
+            return meter(reply.usage, price)
         if creq.embedding:
-            return await self._estimate(route, embed_prompt(creq.body), 0)
+            return await self._estimate(price, embed_prompt(creq.body), 0)
         output = 0
         if reply.protocol == GEMINI:
             output = await count_text(self.counter, await reply_text(reply))
-        return await self._estimate(route, creq.body, output)
+        return await self._estimate(price, creq.body, output)
 
-    async def _estimate(self, route: Route, request: dict[str, Any], output_tokens: int) -> Metered:
+    async def _estimate(
+        self, price: Price | AppliedPrice, request: dict[str, Any], output_tokens: int
+    ) -> Metered:
         prompt = await self.admission.prompt_tokens(request)
-        return meter(estimated_metadata(prompt, output_tokens), route.price, estimated=True)
+        return meter(estimated_metadata(prompt, output_tokens), price, estimated=True)
 
     def _settle_later(
         self,
@@ -263,15 +294,17 @@ class Serve:
         reservation: Reservation | None,
         usage: dict[str, Any] | None,
         relayed_tokens: int,
+        tier: str | None = None,
     ) -> None:
         """Record a request whose client has gone: nobody awaits it, and counting a
         usage-less prompt must not hold up the cancellation."""
+        price = self._priced(ctx, route, creq, tier)
 
         async def settle() -> None:
             if usage is not None:
-                metered = meter(usage, route.price)
+                metered = meter(usage, price)
             else:
-                metered = await self._estimate(route, creq.body, relayed_tokens)
+                metered = await self._estimate(price, creq.body, relayed_tokens)
             await self.settler.settle(
                 ctx, reservation, metered, Outcome("interrupted", 499, interrupted=True)
             )
@@ -310,7 +343,8 @@ class Serve:
             # Nothing was sent yet: a plain error answer with its own HTTP status.
             await self._send_error(door, send, ctx, exc)
             return
-        await start_stream(send, encoder.content_type, self._id_header(ctx))
+        tier = _tier_header(first.service_tier if first is not None else None)
+        await start_stream(send, encoder.content_type, [*self._id_header(ctx), *tier])
         try:
             pending = first
             while pending is not None:
@@ -385,7 +419,7 @@ class Serve:
                 settled = True
                 if tracker.chunks:
                     # Broken off mid-answer: bill what was generated.
-                    metered = await self._stream_metered(route, creq, tracker)
+                    metered = await self._stream_metered(ctx, route, creq, tracker)
                     outcome = _failed(exc, interrupted=True)
                 else:
                     # Nothing was generated: like a failed unary call, nothing is billed.
@@ -401,7 +435,13 @@ class Serve:
             if not settled:
                 # The client went away mid-stream: bill what was generated.
                 self._settle_later(
-                    ctx, route, creq, reservation, tracker.last_usage, tracker.relayed_tokens
+                    ctx,
+                    route,
+                    creq,
+                    reservation,
+                    tracker.last_usage,
+                    tracker.relayed_tokens,
+                    tracker.service_tier,
                 )
 
     async def _settle_stream(
@@ -412,7 +452,7 @@ class Serve:
         tracker: StreamMeter,
         reservation: Reservation | None,
     ) -> None:
-        metered = await self._stream_metered(route, creq, tracker)
+        metered = await self._stream_metered(ctx, route, creq, tracker)
         if tracker.finished:
             outcome = Outcome("ok")
         else:
@@ -421,11 +461,12 @@ class Serve:
         await self.settler.settle(ctx, reservation, metered, outcome)
 
     async def _stream_metered(
-        self, route: Route, creq: CanonicalRequest, tracker: StreamMeter
+        self, ctx: RequestContext, route: Route, creq: CanonicalRequest, tracker: StreamMeter
     ) -> Metered:
+        price = self._priced(ctx, route, creq, tracker.service_tier)
         if tracker.last_usage is not None:
-            return meter(tracker.last_usage, route.price)
-        return await self._estimate(route, creq.body, tracker.relayed_tokens)
+            return meter(tracker.last_usage, price)
+        return await self._estimate(price, creq.body, tracker.relayed_tokens)
 
     # --- answers -------------------------------------------------------------------------
 
@@ -441,6 +482,12 @@ class Serve:
         if self.metrics is not None:
             self.metrics.reject(door.name, status)
         await send_bytes(send, status, body, JSON_TYPE, [*self._id_header(ctx), *err.headers()])
+
+
+def _tier_header(reported: str | None) -> list[tuple[bytes, bytes]]:
+    """The tier the upstream said it served the call in, as the Gemini API names it."""
+    tier = tier_name(reported)
+    return [(SERVICE_TIER_HEADER, tier.encode())] if tier is not None else []
 
 
 def _failed(exc: BaseException, *, interrupted: bool = False) -> Outcome:

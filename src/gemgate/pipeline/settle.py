@@ -83,6 +83,8 @@ def build_record(ctx: RequestContext, metered: Metered, outcome: Outcome) -> dic
         "started_at": ctx.started_at,
         "finished_at": datetime.now(UTC),
         "batch_id": ctx.batch,
+        "price_version": metered.price_version,
+        "service_tier": metered.service_tier,
     }
 
 

@@ -5,7 +5,9 @@ answers and streamed events come back as Gemini JSON. It speaks the Messages API
 carrying an Anthropic client's original bytes (``call.raw``) is forwarded unchanged (but
 for the model name, when the upstream's differs) and answered in Anthropic's protocol,
 events exactly as the upstream framed them. Each attempt sends one upstream key
-(``x-api-key``) and ``anthropic-version: 2023-06-01``; it never retries.
+(``x-api-key``) and ``anthropic-version: 2023-06-01``; it never retries. A client's
+``anthropic-beta`` header does not travel (an upstream call carries no client headers):
+betas an upstream must see are named in the provider's ``headers``.
 """
 
 from __future__ import annotations
@@ -285,8 +287,9 @@ class AnthropicProvider:
 
     @staticmethod
     def _passthrough_chunk(event: bytes, data: dict[str, Any], kind: Any, usage: dict[str, Any]) -> Chunk:
-        """An upstream event as it came, with what metering needs: the final usage rides on
-        ``message_delta``, the event that ends the answer (``message_stop`` trails it)."""
+        """An upstream event as it came, with what metering needs: the final usage comes with
+        ``message_delta``, and ``message_stop`` ends the answer (so it is the event held
+        until the usage record is committed)."""
         if kind == "message_start":
             msg = data.get("message")
             if isinstance(msg, dict) and isinstance(msg.get("usage"), dict):
@@ -294,6 +297,8 @@ class AnthropicProvider:
         elif kind == "message_delta":
             if isinstance(data.get("usage"), dict):
                 usage.update({k: v for k, v in data["usage"].items() if v is not None})
+            return Chunk(body=event, data=data, usage=usage_to_gemini(usage), finishing=False, protocol=MESSAGES)
+        elif kind == "message_stop":
             return Chunk(body=event, data=data, usage=usage_to_gemini(usage), finishing=True, protocol=MESSAGES)
         return Chunk(body=event, data=data, text=_delta_text(data), finishing=False, protocol=MESSAGES)
 

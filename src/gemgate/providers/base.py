@@ -30,6 +30,11 @@ class Provider(Protocol):
     original bytes the adapter accepts in :attr:`UpstreamCall.raw` and forwards untouched,
     answering in that same protocol. ``secrets`` are every credential it may send, so that
     nothing it relays can show one.
+
+    An adapter whose upstream speaks the Live API (Google's) also has ``open_live(call,
+    setup_frame, setup_timeout)``, which opens one upstream session and returns it once
+    the upstream has completed the setup; a Live session on a model with such channels is
+    relayed to them, on any other it is run by the gateway turn by turn.
     """
 
     name: str

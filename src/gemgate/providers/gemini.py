@@ -22,6 +22,7 @@ from gemgate.errors import (
     upstream_error,
 )
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
+from gemgate.providers.gemini_live import LiveUpstream, open_live
 from gemgate.providers.sse import sse_events
 from gemgate.types.canonical import GEMINI
 from gemgate.types.response import candidate_text
@@ -30,6 +31,10 @@ from gemgate.types.response import candidate_text
 def retry_after_header(resp: aiohttp.ClientResponse) -> int | None:
     value = resp.headers.get("retry-after", "")
     return int(value) if value.isdigit() else None
+
+
+#: The response header in which the Gemini API says which service tier served a call.
+SERVICE_TIER_HEADER = "x-gemini-service-tier"
 
 
 class GeminiProvider:
@@ -47,6 +52,8 @@ class GeminiProvider:
         api_version: str = "v1beta",
     ) -> None:
         self.name = name
+        self.base_url = base_url.rstrip("/")  # the upstream's root, for its resource APIs
+        self.api_version = api_version
         self._base = base_url.rstrip("/") + f"/{api_version}/models/"
         self._secrets = tuple(k for k in api_keys if k)
         self._headers = {"content-type": "application/json", **(headers or {})}
@@ -104,9 +111,9 @@ class GeminiProvider:
             # The request was sent and no answer came in time: it may be being worked on.
             raise DeadlineExceeded(f"Upstream '{self.name}' timed out.") from None
         except aiohttp.ClientConnectionError as exc:
-            raise UpstreamUnreachable(
-                f"Upstream '{self.name}' could not be reached: {type(exc).__name__}"
-            ) from None
+            kind = type(exc).__name__
+            _drop_frames(exc)
+            raise UpstreamUnreachable(f"Upstream '{self.name}' could not be reached: {kind}") from None
 
     async def _unary(self, model: str, method: str, body: bytes, call: UpstreamCall) -> Reply:
         resp = await self._post(f"{self._base}{model}:{method}", body, call)
@@ -126,13 +133,33 @@ class GeminiProvider:
             if not isinstance(parsed, dict):
                 raise BadGateway(f"Upstream '{self.name}' sent an unexpected answer.")
             usage = parsed.get("usageMetadata")
-            return Reply(body=data, data=parsed, usage=usage if isinstance(usage, dict) else None)
+            return Reply(
+                body=data,
+                data=parsed,
+                usage=usage if isinstance(usage, dict) else None,
+                service_tier=resp.headers.get(SERVICE_TIER_HEADER),
+            )
         finally:
             resp.release()
 
     @staticmethod
     def _body(call: UpstreamCall) -> bytes:
         return call.raw if call.raw is not None else orjson.dumps(call.request)
+
+    # --- Live API ---------------------------------------------------------------------------
+
+    async def open_live(self, call: UpstreamCall, setup_frame: bytes, setup_timeout: float) -> LiveUpstream:
+        """A Live session upstream, set up with ``setup_frame`` (which names the upstream
+        model), on the attempt's key."""
+        return await open_live(
+            self.session,
+            self.base_url,
+            call.credential or (self._secrets[0] if self._secrets else None),
+            setup_frame,
+            provider=self.name,
+            secrets=self._secrets,
+            setup_timeout=setup_timeout,
+        )
 
     # --- Provider --------------------------------------------------------------------------
 
@@ -162,6 +189,7 @@ class GeminiProvider:
         try:
             if resp.status != 200:
                 raise self._error(resp, await resp.read())
+            tier = resp.headers.get(SERVICE_TIER_HEADER)
             async for payload in sse_events(resp.content.iter_any()):
                 try:
                     data = orjson.loads(payload)
@@ -184,6 +212,7 @@ class GeminiProvider:
                     data=data,
                     usage=usage if isinstance(usage, dict) else None,
                     text=candidate_text(data),
+                    service_tier=tier,
                 )
         except TimeoutError:
             raise DeadlineExceeded(f"Upstream '{self.name}' stopped sending its stream.") from None
@@ -191,3 +220,13 @@ class GeminiProvider:
             raise BadGateway(f"Upstream '{self.name}' broke off its stream.") from None
         finally:
             resp.close()
+
+
+def _drop_frames(exc: BaseException) -> None:
+    """Clear the tracebacks of a failed connect (and what it chained): their frames form
+    reference cycles that only the garbage collector would free, and a channel that
+    refuses every connection would otherwise make it run every few requests."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__

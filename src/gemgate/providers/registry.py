@@ -55,6 +55,10 @@ def build_provider(
             connect_timeout=routing.connect_timeout_s,
             **({"default_max_tokens": p.max_output_tokens} if p.max_output_tokens else {}),
         ), pool
+    if p.type == "vertex":
+        from gemgate.providers.vertex import build as build_vertex
+
+        return build_vertex(p, server.upstream_timeout_s, routing.connect_timeout_s)
     if p.type == "local":
         from gemgate.providers.local import (
             DEFAULT_MAX_OUTPUT_TOKENS,

@@ -40,7 +40,7 @@ class _Compiled:
         out = [
             value if processor is None or value is None else processor(value)
             for name, processor in self._pairs
-            for value in (values[name],)
+            for value in (values.get(name),)  # a column the record leaves out is NULL
         ]
         return out if self.positional else dict(zip(self.order, out, strict=True))
 

@@ -87,6 +87,10 @@ usage_records = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=False),
     Column("batch_id", String(40), nullable=True),  # the batch an item's record belongs to
+    # The prices the record was billed with ("<price data version>@<entry>") and its
+    # service tier; NULL on records made before they were kept (migration 0005).
+    Column("price_version", String(200), nullable=True),
+    Column("service_tier", String(16), nullable=True),
 )
 # The request log reads newest first by (started_at, id), filtered; each index below
 # serves one filter with that order after it (migration 0006 gives the reasons and the
@@ -142,4 +146,20 @@ admin_sessions = Table(
     Column("csrf", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Ephemeral tokens for the Live API, minted for a key (auth_tokens.create). The token is
+# stored only as its SHA-256. ``setup`` holds the locked setup constraints (JSON text, None:
+# nothing locked) and ``field_mask`` the locked field paths (None: the whole setup).
+live_tokens = Table(
+    "live_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("key_id", Integer, nullable=False),
+    Column("uses_left", Integer, nullable=False),
+    Column("expire_time", DateTime(timezone=True), nullable=False, index=True),
+    Column("new_session_expire_time", DateTime(timezone=True), nullable=False),
+    Column("setup", Text, nullable=True),
+    Column("field_mask", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

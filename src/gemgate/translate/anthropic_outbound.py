@@ -25,8 +25,11 @@ _TOP_LEVEL = frozenset(
 _SAFETY_OFF = frozenset({"BLOCK_NONE", "OFF", "HARM_BLOCK_THRESHOLD_UNSPECIFIED", 0, 4, 5})
 _PART_META = frozenset({"thought", "thoughtSignature", "mediaResolution", "partMetadata", "videoMetadata"})
 _CONFIG_SIMPLE = {"stopSequences": "stop_sequences", "temperature": "temperature", "topP": "top_p", "topK": "top_k"}
+# Read below, or (``seed``: a best-effort determinism hint Anthropic has no counterpart
+# for, which changes no answer's meaning) left out.
 _CONFIG_IGNORED = frozenset({"candidateCount", "responseMimeType", "responseModalities", "thinkingConfig",
-                             "maxOutputTokens", "mediaResolution", "responseJsonSchema", "responseSchema"})
+                             "maxOutputTokens", "mediaResolution", "responseJsonSchema", "responseSchema",
+                             "seed"})
 MIN_THINKING_BUDGET = 1024
 _EMPTY_SCHEMA = {"type": "object", "properties": {}}
 

@@ -44,7 +44,7 @@ def finish_to_openai(reason: Any, *, has_calls: bool) -> str:
     """A Gemini finishReason as an OpenAI finish_reason."""
     if has_calls:
         return "tool_calls"
-    if reason == "MAX_TOKENS":
+    if reason in ("MAX_TOKENS", "CONTINUATION"):  # CONTINUATION: the rest comes in a next hop
         return "length"
     if reason in FILTERED:
         return "content_filter"

@@ -16,7 +16,8 @@ from typing import Any, Literal
 import orjson
 
 Method = Literal[
-    "generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"
+    "generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents",
+    "bidiGenerateContent",  # a Live session (opened through the attempt loop, never a call)
 ]
 GEMINI = "gemini"  # the canonical protocol's name
 
@@ -35,9 +36,9 @@ class CanonicalRequest:
 
     A request naming gateway-held resources (files, cached contents) carries their known
     sizes in ``references`` (``tokens.Reference`` by URI or name), a ``resolve`` that
-    gives the body to send on one channel (``resolve(channel, upstream_key)``: the
-    resources copied to that channel's upstream, or inlined), and ``prefer``: the labels
-    of channels that already hold them, tried first.
+    gives the body to send on one channel (``resolve(channel, upstream_key)``, the key an
+    ``UpstreamKey`` or None: the resources copied to that channel's upstream, or inlined),
+    and ``prefer``: the labels of channels that already hold them, tried first.
     """
 
     model: str
@@ -52,7 +53,7 @@ class CanonicalRequest:
     repeat: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # door-private rendering options
     references: dict[str, Any] = field(default_factory=dict)
-    resolve: Callable[[Any, str | None], Awaitable[dict[str, Any]]] | None = None
+    resolve: Callable[[Any, Any], Awaitable[dict[str, Any]]] | None = None
     prefer: tuple[str, ...] = ()
 
     @property
@@ -97,6 +98,7 @@ class Reply:
     data: dict[str, Any] | None = None
     usage: dict[str, Any] | None = None
     protocol: str = GEMINI
+    service_tier: str | None = None  # the tier the upstream says it served, as it spells it
 
     def json(self) -> dict[str, Any]:
         if self.data is None:
@@ -120,6 +122,7 @@ class Chunk:
     text: str = ""
     finishing: bool | None = None
     protocol: str = GEMINI
+    service_tier: str | None = None  # the tier the upstream says it serves the stream in
 
     def json(self) -> dict[str, Any]:
         if self.data is None:

@@ -80,6 +80,7 @@ MESSAGES: dict[str, dict[str, Spec]] = {
         "labels": "struct",
         "serviceTier": "value",
         "store": "bool",
+        "continuationToken": "string",  # the next hop of an answer that ended in CONTINUATION
     },
     "Content": {"role": "string", "parts": lst(msg("Part"))},
     "Part": {

@@ -1,7 +1,7 @@
 """The operator's console: request-log indexes, channel switches, body logging, sessions.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 
 The request log is ``usage_records`` read newest first by ``(started_at, id)``, filtered,
 in keyset pages. Every index is one more b-tree insert per usage row on the ledger's write
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -3,7 +3,7 @@ cached contents, batches and their items, the upstream copies of each; usage rec
 the batch they belong to.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 
 ``usage_records.batch_id`` is indexed only where it is set (a partial index): interactive
 requests, the bulk of the ledger's writes, pay nothing for it.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
