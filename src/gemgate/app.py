@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 import orjson
@@ -134,7 +135,7 @@ class Gateway:
             metrics=self.metrics,
         )
         # Files, cached contents and batches (and the model calls that name them).
-        self.resources = Resources(s, self.engine, self.keys, counter)
+        self.resources = Resources(s, self.engine, self.keys, self.serve)
         self.serve.resources = self.resources
         await self.resources.start()
         self.doors = {
@@ -276,7 +277,8 @@ class Gateway:
                     f"No method given for models/{params['model']}; expected models/{{model}}:{{method}}."
                 ))
             else:
-                await self.serve(door, Endpoint(target, operation, params), req, send)
+                with self.resources.traffic.request() if self.resources else nullcontext():
+                    await self.serve(door, Endpoint(target, operation, params), req, send)
         elif target == "resources" and self.resources is not None:
             await self.resources.door(found.operation, params, req, send)
         elif target == "auth_tokens" and self.live_tokens is not None:

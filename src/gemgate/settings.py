@@ -81,11 +81,13 @@ class FilesSettings:
     max_file_mb: int = 2048
     quota_mb: int = 20480  # per key, files not yet expired
     ttl_hours: int = 48
+    prune_s: float = 60.0  # how often expired files, uploads and caches are looked for
 
 
 @dataclass(frozen=True, slots=True)
 class BatchSettings:
     concurrency: int = 1  # items this process runs at once for batches it works itself
+    lease_s: float = 30.0  # a replica that stops renewing its claim on a batch loses it after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,18 +648,22 @@ def _files(t: _Table) -> FilesSettings:
         max_file_mb=t.integer("max_file_mb", d.max_file_mb),
         quota_mb=t.integer("quota_mb", d.quota_mb),
         ttl_hours=t.integer("ttl_hours", d.ttl_hours),
+        prune_s=t.number("prune_s", d.prune_s),
     )
     t.done()
     if f.store not in ("local", "database"):
         raise ConfigError(f"files.store must be local or database, got {f.store!r}")
-    if f.max_file_mb < 1 or f.quota_mb < 1 or f.ttl_hours < 1:
-        raise ConfigError("files.max_file_mb, quota_mb and ttl_hours must be at least 1")
+    if f.max_file_mb < 1 or f.quota_mb < 1 or f.ttl_hours < 1 or f.prune_s <= 0:
+        raise ConfigError("files.max_file_mb, quota_mb and ttl_hours must be at least 1, prune_s positive")
     return f
 
 
 def _batches(t: _Table) -> BatchSettings:
-    b = BatchSettings(concurrency=t.integer("concurrency", BatchSettings().concurrency))
+    d = BatchSettings()
+    b = BatchSettings(
+        concurrency=t.integer("concurrency", d.concurrency), lease_s=t.number("lease_s", d.lease_s)
+    )
     t.done()
-    if b.concurrency < 1:
-        raise ConfigError("batches.concurrency must be at least 1")
+    if b.concurrency < 1 or b.lease_s <= 0:
+        raise ConfigError("batches.concurrency must be at least 1 and lease_s positive")
     return b

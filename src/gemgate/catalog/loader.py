@@ -33,6 +33,7 @@ PRICE_KEYS: tuple[str, ...] = (
     "output_audio",
     "cached_input",
     "cached_input_audio",
+    "cache_storage",
 )
 _REQUIRED_PRICE_KEYS = ("input", "output")
 _LONG_PREFIX = "long_context_"
@@ -91,6 +92,8 @@ class Price:
     output_audio: Decimal | None = None
     cached_input: Decimal | None = None
     cached_input_audio: Decimal | None = None
+    # Keeping a cached content: USD per 1M tokens per hour (billed per cache, not per call).
+    cache_storage: Decimal | None = None
     long_context: Price | None = None
     long_context_threshold: int = DEFAULT_LONG_CONTEXT_THRESHOLD
 

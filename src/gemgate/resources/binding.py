@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gemgate.errors import InvalidArgument, PermissionDenied
@@ -72,7 +72,7 @@ def named_files(body: dict[str, Any], prefix: str = "") -> Parts:
     return found
 
 
-def _replace_parts(body: dict[str, Any], swap: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+def replace_parts(body: dict[str, Any], swap: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
     """A copy of ``body`` with each part ``swap`` replaces (None: kept), sharing the rest."""
 
     def content(c: Any) -> Any:
@@ -100,8 +100,7 @@ class Plan:
     files: dict[str, FileRow]
     paths: dict[str, str]  # file id -> the field path of its first part
     inner: bool  # countTokens' generateContentRequest holds the request
-    cache: Any = None  # a cached content, see Binder.caches
-    extra: dict[str, Any] = field(default_factory=dict)
+    cache: Any = None  # the cached content it names (caches.BoundCache)
 
 
 class Binder:
@@ -161,7 +160,15 @@ class Binder:
         if cache_name:
             if self.find_cache is None:
                 raise InvalidArgument.field(f"{prefix}cachedContent", "cached contents are not available")
+            for name in ("systemInstruction", "tools", "toolConfig"):
+                if request.get(name):
+                    raise InvalidArgument.field(
+                        f"{prefix}{name}",
+                        "CachedContent can not be used with GenerateContent request setting "
+                        "system_instruction, tools or tool_config; put them in the cache",
+                    )
             cache = await self.find_cache(key, route, str(cache_name))
+            rows = {**cache.files, **rows}
         return Plan(rows, paths, False, cache)
 
     def references(self, plan: Plan, request: dict[str, Any]) -> dict[str, Any]:
@@ -175,10 +182,11 @@ class Binder:
     async def resolve(self, plan: Plan, channel: Any, key: Any, request: dict[str, Any]) -> dict[str, Any]:
         if plan.cache is not None and self.resolve_cache is not None:
             request = await self.resolve_cache(plan.cache, channel, key, request)
-        if not plan.files:
+        wanted = {ident: plan.files[ident] for _p, ident, _part in named_files(request) if ident in plan.files}
+        if not wanted:
             return request
         if speaks_resources(channel):
-            uris = {ident: await self.copies.uri(channel, key, row) for ident, row in plan.files.items()}
+            uris = {ident: await self.copies.uri(channel, key, row) for ident, row in wanted.items()}
 
             def upstream(part: dict[str, Any]) -> dict[str, Any] | None:
                 data = part.get("fileData")
@@ -188,8 +196,8 @@ class Binder:
                 assert isinstance(data, dict)
                 return {**part, "fileData": {**data, "fileUri": uris[ident]}}
 
-            return _replace_parts(request, upstream)
-        inline = {ident: await self._inline(plan, ident, row, channel) for ident, row in plan.files.items()}
+            return replace_parts(request, upstream)
+        inline = {ident: await self._inline(plan, ident, row, channel) for ident, row in wanted.items()}
 
         def inlined(part: dict[str, Any]) -> dict[str, Any] | None:
             data = part.get("fileData")
@@ -199,7 +207,7 @@ class Binder:
             rest = {k: v for k, v in part.items() if k not in ("fileData", "videoMetadata")}
             return {**rest, **inline[ident]}
 
-        return _replace_parts(request, inlined)
+        return replace_parts(request, inlined)
 
     async def _inline(self, plan: Plan, ident: str, row: FileRow, channel: Any) -> dict[str, Any]:
         if row.size_bytes > INLINE_LIMIT:

@@ -51,6 +51,26 @@ class Upstreams:
         return found
 
 
+def find_holder(router: Any, label: str, holder: str) -> tuple[Any, Any] | None:
+    """The configured (channel, upstream key) a copy on ``label`` by ``holder`` was made
+    with; None when it is no longer configured."""
+    for _route, channel in router.channels():
+        if channel.label != label:
+            continue
+        for key in channel.keys.keys if channel.keys is not None else [None]:
+            if holder_of(channel, key) == holder:
+                return channel, key
+    return None
+
+
+def first_key(channel: Any) -> Any:
+    """The upstream key a resource call on ``channel`` uses (None: it needs none)."""
+    if channel.keys is None or not len(channel.keys):
+        return None
+    usable = channel.keys.in_turn()
+    return usable[0] if usable else channel.keys.keys[0]
+
+
 def speaks_resources(channel: Any) -> bool:
     """Whether the channel's upstream keeps files and caches of its own (Google's API)."""
     return isinstance(channel.provider, GeminiProvider)
@@ -105,15 +125,20 @@ class FileCopies:
                 log.debug("upstream expiration time unreadable: %r", meta.get("expirationTime"))
         return FileCopy(str(meta["name"]), str(meta["uri"]), expires)
 
-    async def forget(self, row_id: str, channels: dict[str, tuple[Any, Any]]) -> None:
-        """Delete the upstream copies of a deleted file (best effort: they expire anyway).
-        ``channels``: holder -> (channel, upstream key) of the holders still configured."""
-        for holder, name in await asyncio.to_thread(files_sql.copies, self.files.engine, row_id):
-            found = channels.get(holder)
-            if found is None:
-                continue
-            channel, key = found
-            try:
-                await self.upstreams.client(channel.provider).delete(credential_of(key), name)
-            except Exception as exc:
-                log.info("could not delete upstream copy %s on %s: %s", name, holder, exc)
+    async def forget(self, router: Any, copies: list[tuple[str, str]]) -> None:
+        """Delete the upstream copies of a file that is gone (best effort: they expire
+        anyway). ``copies``: (holder, upstream name) of each."""
+        for holder, name in copies:
+            provider = holder.split("/", 1)[0]
+            for _route, channel in router.channels():
+                if channel.provider_name != provider or not speaks_resources(channel):
+                    continue
+                keys = channel.keys.keys if channel.keys is not None else [None]
+                key = next((k for k in keys if holder_of(channel, k) == holder), None)
+                if key is None and keys != [None]:
+                    continue
+                try:
+                    await self.upstreams.client(channel.provider).delete(credential_of(key), name)
+                except Exception as exc:
+                    log.info("could not delete upstream copy %s on %s: %s", name, holder, exc)
+                break

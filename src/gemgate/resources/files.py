@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -68,6 +68,8 @@ class FileService:
         self.ttl = timedelta(hours=settings.ttl_hours)
         self._hashing: dict[str, _Hashing] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Told the upstream copies of a file that is gone: [(holder, upstream name)].
+        self.on_forget: Callable[[list[tuple[str, str]]], None] | None = None
 
     async def _db(self, fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(fn, self.engine, *args)
@@ -92,7 +94,7 @@ class FileService:
         at = names.now()
         used = await self._db(files_sql.stored_bytes, key.id, at)
         quota = self.settings.quota_mb * MB
-        if used + size > quota:
+        if used + size > quota and source != "GENERATED":  # a batch's results are kept regardless
             raise ResourceExhausted.quota(
                 f"storage:{key.name}",
                 f"API key '{key.name}' may store {quota} bytes of files; {used} are in use "
@@ -281,8 +283,11 @@ class FileService:
     async def _forget(self, key_id: int, file_id: str) -> None:
         self._hashing.pop(file_id, None)
         self._locks.pop(file_id, None)
+        copies = await self._db(files_sql.copies, file_id)
         if await self._db(files_sql.remove, key_id, file_id):
             await self.store.delete(file_id)
+            if copies and self.on_forget is not None:
+                self.on_forget(copies)
 
     def content(self, file_id: str) -> AsyncIterator[bytes]:
         return self.store.read(file_id)
@@ -299,8 +304,11 @@ class FileService:
         """Delete expired files and abandoned uploads (and their bytes); how many."""
         gone = await self._db(files_sql.expired, names.now())
         for file_id in gone:
+            copies = await self._db(files_sql.copies, file_id)
             await self.store.delete(file_id)
             await self._db(files_sql.purge, file_id)
+            if copies and self.on_forget is not None:
+                self.on_forget(copies)
             self._hashing.pop(file_id, None)
             self._locks.pop(file_id, None)
         return len(gone)

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from gemgate.errors import InvalidArgument
 
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+GATEWAY_ID = re.compile(r"[0-9a-f]{24}")  # what new_id makes
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d{1,9})?)s\s*$")
 
 

@@ -135,6 +135,8 @@ def remove(engine: Engine, key_id: int, file_id: str) -> bool:
         gone = conn.execute(
             delete(gemini_files).where(gemini_files.c.id == file_id, gemini_files.c.key_id == key_id)
         )
+        if gone.rowcount:
+            conn.execute(delete(file_copies).where(file_copies.c.file_id == file_id))
     return bool(gone.rowcount)
 
 
