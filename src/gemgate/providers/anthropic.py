@@ -27,9 +27,9 @@ from gemgate.errors import (
     Internal,
     NotImplementedYet,
     Unavailable,
-    UpstreamUnreachable,
     upstream_error,
 )
+from gemgate.providers import http
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
 from gemgate.translate.anthropic_common import MESSAGES, as_dict, usage_to_gemini
 from gemgate.translate.anthropic_outbound import gemini_to_messages
@@ -181,27 +181,17 @@ class AnthropicProvider:
     async def _send(self, payload: bytes, call: UpstreamCall, stream: bool) -> aiohttp.ClientResponse:
         if self._session is None or self._session.closed:
             raise Internal(f"Provider '{self.name}' is not started.")
-        try:
-            return await self._session.post(
-                f"{self.base_url}/v1/messages", data=payload, headers=self._headers_for(call, stream)
-            )
-        except aiohttp.ConnectionTimeoutError:
-            raise UpstreamUnreachable(f"Upstream '{self.name}' did not accept a connection in time.") from None
-        except TimeoutError:
-            raise self._timed_out() from None
-        except aiohttp.ClientError:
-            raise UpstreamUnreachable(f"Upstream '{self.name}' could not be reached.") from None
+        return await http.send(
+            self._session,
+            f"{self.base_url}/v1/messages",
+            self.name,
+            data=payload,
+            headers=self._headers_for(call, stream),
+        )
 
     async def _post(self, payload: bytes, call: UpstreamCall) -> tuple[bytes, dict[str, Any]]:
         resp = await self._send(payload, call, stream=False)
-        try:
-            raw = await resp.read()
-        except TimeoutError:
-            raise self._timed_out() from None
-        except aiohttp.ClientError:
-            raise BadGateway(f"Upstream '{self.name}' broke off its answer.") from None
-        finally:
-            resp.release()
+        raw = await http.read(resp, self.name)
         if not 200 <= resp.status < 300:
             raise self._error(resp.status, raw, resp.headers.get("retry-after"))
         try:

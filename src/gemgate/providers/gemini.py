@@ -14,27 +14,85 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gemgate.errors import (
-    BadGateway,
-    DeadlineExceeded,
-    GatewayError,
-    UpstreamUnreachable,
-    upstream_error,
-)
+from gemgate.errors import BadGateway, DeadlineExceeded, GatewayError, upstream_error
+from gemgate.providers import http
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
 from gemgate.providers.gemini_live import LiveUpstream, open_live
 from gemgate.providers.sse import sse_events
 from gemgate.types.canonical import GEMINI
 from gemgate.types.response import candidate_text
 
-
-def retry_after_header(resp: aiohttp.ClientResponse) -> int | None:
-    value = resp.headers.get("retry-after", "")
-    return int(value) if value.isdigit() else None
-
-
 #: The response header in which the Gemini API says which service tier served a call.
 SERVICE_TIER_HEADER = "x-gemini-service-tier"
+
+
+# --- Google's wire, shared with the Vertex adapter ---------------------------------------
+
+
+def google_session(headers: dict[str, str], timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
+    """One pooled, keep-alive client for a Google upstream."""
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+        headers=headers,
+    )
+
+
+def error_json(body: bytes) -> Any:
+    """A failed answer's JSON (Google's envelope), unwrapped from the list that JSON-array
+    streams put it in; None when it is not JSON."""
+    try:
+        parsed: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
+        return parsed[0]
+    return parsed
+
+
+def answer_json(data: bytes, provider: str) -> dict[str, Any]:
+    """A successful answer's JSON object."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise BadGateway(f"Upstream '{provider}' sent an answer that is not JSON.") from None
+    if not isinstance(parsed, dict):
+        raise BadGateway(f"Upstream '{provider}' sent an unexpected answer.")
+    return parsed
+
+
+def usage_of(data: dict[str, Any]) -> dict[str, Any] | None:
+    usage = data.get("usageMetadata")
+    return usage if isinstance(usage, dict) else None
+
+
+async def gemini_events(
+    resp: aiohttp.ClientResponse, provider: str, secrets: tuple[str, ...]
+) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
+    """The events of a ``streamGenerateContent?alt=sse`` answer, as (bytes, JSON), as they
+    arrive; an error event raises its mapped gateway error."""
+    try:
+        async for payload in sse_events(resp.content.iter_any()):
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise BadGateway(f"Upstream '{provider}' sent a malformed stream event.") from None
+            if not isinstance(data, dict):
+                raise BadGateway(f"Upstream '{provider}' sent an unexpected stream event.")
+            if "error" in data:
+                err = data["error"]
+                status = err.get("code", 500) if isinstance(err, dict) else 500
+                raise upstream_error(
+                    status if isinstance(status, int) else 500, data, provider=provider, secrets=secrets
+                )
+            yield payload, data
+    except TimeoutError:
+        raise DeadlineExceeded(f"Upstream '{provider}' stopped sending its stream.") from None
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+        raise BadGateway(f"Upstream '{provider}' broke off its stream.") from None
 
 
 class GeminiProvider:
@@ -63,14 +121,7 @@ class GeminiProvider:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-            headers=self._headers,
-        )
+        self._session = google_session(self._headers, self._timeout)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -86,61 +137,31 @@ class GeminiProvider:
     # --- helpers -------------------------------------------------------------------------
 
     def _error(self, resp: aiohttp.ClientResponse, body: bytes) -> GatewayError:
-        try:
-            parsed: Any = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
-            parsed = parsed[0]  # JSON-array streams wrap their error in a list
         return upstream_error(
             resp.status,
-            parsed,
+            error_json(body),
             provider=self.name,
             secrets=self._secrets,
-            retry_after=retry_after_header(resp),
+            retry_after=http.retry_after(resp),
         )
 
     async def _post(self, url: str, body: bytes, call: UpstreamCall) -> aiohttp.ClientResponse:
         credential = call.credential or (self._secrets[0] if self._secrets else None)
         headers = {"x-goog-api-key": credential} if credential else None
-        try:
-            return await self.session.post(url, data=body, headers=headers)
-        except aiohttp.ConnectionTimeoutError:
-            raise UpstreamUnreachable(f"Upstream '{self.name}' did not accept a connection in time.") from None
-        except TimeoutError:
-            # The request was sent and no answer came in time: it may be being worked on.
-            raise DeadlineExceeded(f"Upstream '{self.name}' timed out.") from None
-        except aiohttp.ClientConnectionError as exc:
-            kind = type(exc).__name__
-            _drop_frames(exc)
-            raise UpstreamUnreachable(f"Upstream '{self.name}' could not be reached: {kind}") from None
+        return await http.send(self.session, url, self.name, data=body, headers=headers)
 
     async def _unary(self, model: str, method: str, body: bytes, call: UpstreamCall) -> Reply:
         resp = await self._post(f"{self._base}{model}:{method}", body, call)
-        try:
-            try:
-                data = await resp.read()
-            except TimeoutError:
-                raise DeadlineExceeded(f"Upstream '{self.name}' timed out.") from None
-            except aiohttp.ClientError:
-                raise BadGateway(f"Upstream '{self.name}' broke off its answer.") from None
-            if resp.status != 200:
-                raise self._error(resp, data)
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise BadGateway(f"Upstream '{self.name}' sent an answer that is not JSON.") from None
-            if not isinstance(parsed, dict):
-                raise BadGateway(f"Upstream '{self.name}' sent an unexpected answer.")
-            usage = parsed.get("usageMetadata")
-            return Reply(
-                body=data,
-                data=parsed,
-                usage=usage if isinstance(usage, dict) else None,
-                service_tier=resp.headers.get(SERVICE_TIER_HEADER),
-            )
-        finally:
-            resp.release()
+        data = await http.read(resp, self.name)
+        if resp.status != 200:
+            raise self._error(resp, data)
+        parsed = answer_json(data, self.name)
+        return Reply(
+            body=data,
+            data=parsed,
+            usage=usage_of(parsed),
+            service_tier=resp.headers.get(SERVICE_TIER_HEADER),
+        )
 
     @staticmethod
     def _body(call: UpstreamCall) -> bytes:
@@ -190,43 +211,13 @@ class GeminiProvider:
             if resp.status != 200:
                 raise self._error(resp, await resp.read())
             tier = resp.headers.get(SERVICE_TIER_HEADER)
-            async for payload in sse_events(resp.content.iter_any()):
-                try:
-                    data = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise BadGateway(f"Upstream '{self.name}' sent a malformed stream event.") from None
-                if not isinstance(data, dict):
-                    raise BadGateway(f"Upstream '{self.name}' sent an unexpected stream event.")
-                if "error" in data:
-                    err = data["error"]
-                    status = err.get("code", 500) if isinstance(err, dict) else 500
-                    raise upstream_error(
-                        int(status) if isinstance(status, int) else 500,
-                        data,
-                        provider=self.name,
-                        secrets=self._secrets,
-                    )
-                usage = data.get("usageMetadata")
+            async for payload, data in gemini_events(resp, self.name, self._secrets):
                 yield Chunk(
                     body=payload,
                     data=data,
-                    usage=usage if isinstance(usage, dict) else None,
+                    usage=usage_of(data),
                     text=candidate_text(data),
                     service_tier=tier,
                 )
-        except TimeoutError:
-            raise DeadlineExceeded(f"Upstream '{self.name}' stopped sending its stream.") from None
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-            raise BadGateway(f"Upstream '{self.name}' broke off its stream.") from None
         finally:
             resp.close()
-
-
-def _drop_frames(exc: BaseException) -> None:
-    """Clear the tracebacks of a failed connect (and what it chained): their frames form
-    reference cycles that only the garbage collector would free, and a channel that
-    refuses every connection would otherwise make it run every few requests."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        seen.__traceback__ = None
-        seen = seen.__cause__ or seen.__context__

@@ -16,8 +16,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gemgate.errors import BadGateway, DeadlineExceeded, UpstreamUnreachable, upstream_error
-from gemgate.providers.gemini import GeminiProvider, retry_after_header
+from gemgate.errors import BadGateway, upstream_error
+from gemgate.providers import http
+from gemgate.providers.gemini import GeminiProvider, answer_json, error_json
 
 #: Bytes per upload request (the SDKs' chunk size).
 CHUNK = 8 << 20
@@ -46,31 +47,16 @@ class GeminiResources:
         sent = dict(headers or {})
         if credential:
             sent["x-goog-api-key"] = credential
-        try:
-            resp = await self.provider.session.request(method, url, data=body, headers=sent)
-            try:
-                data = await resp.read()
-            finally:
-                resp.release()
-        except aiohttp.ConnectionTimeoutError:
-            raise UpstreamUnreachable(f"Upstream '{self.name}' did not accept a connection in time.") from None
-        except TimeoutError:
-            raise DeadlineExceeded(f"Upstream '{self.name}' timed out.") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(
-                f"Upstream '{self.name}' could not be reached: {type(exc).__name__}"
-            ) from None
+        session = self.provider.session
+        resp = await http.send(session, url, self.name, method, data=body, headers=sent)
+        data = await http.read(resp, self.name)
         if resp.status != 200:
-            try:
-                parsed: Any = orjson.loads(data) if data else None
-            except orjson.JSONDecodeError:
-                parsed = None
             raise upstream_error(
                 resp.status,
-                parsed,
+                error_json(data),
                 provider=self.name,
                 secrets=(credential,) if credential else (),
-                retry_after=retry_after_header(resp),
+                retry_after=http.retry_after(resp),
             )
         return resp, data
 
@@ -80,13 +66,7 @@ class GeminiResources:
         payload = orjson.dumps(body) if body is not None else None
         headers = {"content-type": "application/json"} if payload is not None else None
         _resp, data = await self._call(method, url, credential, body=payload, headers=headers)
-        try:
-            parsed = orjson.loads(data) if data else {}
-        except orjson.JSONDecodeError:
-            raise BadGateway(f"Upstream '{self.name}' sent an answer that is not JSON.") from None
-        if not isinstance(parsed, dict):
-            raise BadGateway(f"Upstream '{self.name}' sent an unexpected answer.")
-        return parsed
+        return answer_json(data, self.name) if data else {}
 
     # --- files ---------------------------------------------------------------------------
 

@@ -25,9 +25,9 @@ from gemgate.errors import (
     Internal,
     InvalidArgument,
     NotImplementedYet,
-    UpstreamUnreachable,
     upstream_error,
 )
+from gemgate.providers import http
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
 from gemgate.translate import (
     ChatStreamDecoder,
@@ -249,29 +249,18 @@ class OpenAIProvider:
         self, path: str, payload: bytes, call: UpstreamCall, stream: bool
     ) -> aiohttp.ClientResponse:
         """POST; connection failures become gateway errors by what they mean for a retry."""
-        session = self._require_session()
-        try:
-            return await session.post(
-                self._url(path), data=payload, headers=self._headers_for(call, stream)
-            )
-        except aiohttp.ConnectionTimeoutError:
-            raise UpstreamUnreachable(f"Upstream '{self.name}' did not accept a connection in time.") from None
-        except TimeoutError:
-            raise self._timed_out() from None
-        except aiohttp.ClientError:
-            raise UpstreamUnreachable(f"Upstream '{self.name}' could not be reached.") from None
+        return await http.send(
+            self._require_session(),
+            self._url(path),
+            self.name,
+            data=payload,
+            headers=self._headers_for(call, stream),
+        )
 
     async def _post(self, path: str, payload: bytes, call: UpstreamCall) -> bytes:
         """POST and read the whole answer; a failed answer raises its gateway error."""
         resp = await self._send(path, payload, call, stream=False)
-        try:
-            raw = await resp.read()
-        except TimeoutError:
-            raise self._timed_out() from None
-        except aiohttp.ClientError:
-            raise BadGateway(f"Upstream '{self.name}' broke off its answer.") from None
-        finally:
-            resp.release()
+        raw = await http.read(resp, self.name)
         if not 200 <= resp.status < 300:
             raise self._error(resp.status, raw, resp.headers.get("retry-after"))
         return raw

@@ -27,15 +27,19 @@ from gemgate.errors import (
     ERROR_INFO,
     BadGateway,
     CredentialRejected,
-    DeadlineExceeded,
     GatewayError,
     Unavailable,
-    UpstreamUnreachable,
     upstream_error,
 )
+from gemgate.providers import http
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
-from gemgate.providers.gemini import retry_after_header
-from gemgate.providers.sse import sse_events
+from gemgate.providers.gemini import (
+    answer_json,
+    error_json,
+    gemini_events,
+    google_session,
+    usage_of,
+)
 from gemgate.providers.vertex_auth import UNMINTED, ServiceAccount, TokenMinter
 from gemgate.routing.keys import KeyPool, UpstreamKey
 from gemgate.settings import ProviderSettings
@@ -92,14 +96,7 @@ class VertexProvider:
         return self.minter.secrets()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-            headers=self._headers,
-        )
+        self._session = google_session(self._headers, self._timeout)
         await self.minter.mint_all(self.name)
 
     async def aclose(self) -> None:
@@ -126,12 +123,7 @@ class VertexProvider:
     def _error(
         self, resp: aiohttp.ClientResponse, body: bytes, token: str, account: ServiceAccount | None
     ) -> GatewayError:
-        try:
-            parsed: Any = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
-            parsed = parsed[0]
+        parsed = error_json(body)
         if resp.status == 401 and account is not None and _expired(parsed):
             # Our own token lapsed early (revoked, clock skew): not the account's fault.
             account.forget(token)
@@ -144,7 +136,7 @@ class VertexProvider:
             parsed,
             provider=self.name,
             secrets=(*self.secrets, token),
-            retry_after=retry_after_header(resp),
+            retry_after=http.retry_after(resp),
         )
 
     async def _post(
@@ -152,16 +144,7 @@ class VertexProvider:
     ) -> tuple[aiohttp.ClientResponse, str, ServiceAccount | None]:
         token, account = await self._bearer(call.credential)
         sent = {"authorization": f"Bearer {token}", **(headers or {})}
-        try:
-            resp = await self.session.post(url, data=orjson.dumps(body), headers=sent)
-        except aiohttp.ConnectionTimeoutError:
-            raise UpstreamUnreachable(f"Upstream '{self.name}' did not accept a connection in time.") from None
-        except TimeoutError:
-            raise DeadlineExceeded(f"Upstream '{self.name}' timed out.") from None
-        except aiohttp.ClientConnectionError as exc:
-            raise UpstreamUnreachable(
-                f"Upstream '{self.name}' could not be reached: {type(exc).__name__}"
-            ) from None
+        resp = await http.send(self.session, url, self.name, data=orjson.dumps(body), headers=sent)
         return resp, token, account
 
     async def _unary(
@@ -169,37 +152,17 @@ class VertexProvider:
         headers: dict[str, str] | None = None,
     ) -> tuple[bytes, dict[str, Any]]:
         resp, token, account = await self._post(f"{self._base}{model}:{method}", body, call, headers)
-        try:
-            try:
-                data = await resp.read()
-            except TimeoutError:
-                raise DeadlineExceeded(f"Upstream '{self.name}' timed out.") from None
-            except aiohttp.ClientError:
-                raise BadGateway(f"Upstream '{self.name}' broke off its answer.") from None
-            if resp.status != 200:
-                raise self._error(resp, data, token, account)
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise BadGateway(f"Upstream '{self.name}' sent an answer that is not JSON.") from None
-            if not isinstance(parsed, dict):
-                raise BadGateway(f"Upstream '{self.name}' sent an unexpected answer.")
-            return data, parsed
-        finally:
-            resp.release()
+        data = await http.read(resp, self.name)
+        if resp.status != 200:
+            raise self._error(resp, data, token, account)
+        return data, answer_json(data, self.name)
 
     # --- Provider --------------------------------------------------------------------------
 
     async def generate(self, call: UpstreamCall) -> Reply:
         body, headers = wire.generate_body(call.request)
         data, parsed = await self._unary(call.model, "generateContent", body, call, headers)
-        usage = parsed.get("usageMetadata")
-        return Reply(
-            body=data,
-            data=parsed,
-            usage=usage if isinstance(usage, dict) else None,
-            service_tier=_traffic_type(parsed),
-        )
+        return Reply(body=data, data=parsed, usage=usage_of(parsed), service_tier=_traffic_type(parsed))
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
         data, parsed = await self._unary(call.model, "countTokens", wire.count_body(call.request), call)
@@ -223,38 +186,20 @@ class VertexProvider:
             if resp.status != 200:
                 raise self._error(resp, await resp.read(), token, account)
             tier: str | None = None
-            async for payload in sse_events(resp.content.iter_any()):
-                try:
-                    data = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise BadGateway(f"Upstream '{self.name}' sent a malformed stream event.") from None
-                if not isinstance(data, dict):
-                    raise BadGateway(f"Upstream '{self.name}' sent an unexpected stream event.")
-                if "error" in data:
-                    err = data["error"]
-                    status = err.get("code", 500) if isinstance(err, dict) else 500
-                    exc = upstream_error(
-                        status if isinstance(status, int) else 500,
-                        data,
-                        provider=self.name,
-                        secrets=(*self.secrets, token),
+            try:
+                async for payload, data in gemini_events(resp, self.name, (*self.secrets, token)):
+                    tier = _traffic_type(data) or tier
+                    yield Chunk(
+                        body=payload,
+                        data=data,
+                        usage=usage_of(data),
+                        text=candidate_text(data),
+                        service_tier=tier,
                     )
-                    if isinstance(exc, CredentialRejected) and account is not None:
-                        account.forget(token)
-                    raise exc
-                usage = data.get("usageMetadata")
-                tier = _traffic_type(data) or tier
-                yield Chunk(
-                    body=payload,
-                    data=data,
-                    usage=usage if isinstance(usage, dict) else None,
-                    text=candidate_text(data),
-                    service_tier=tier,
-                )
-        except TimeoutError:
-            raise DeadlineExceeded(f"Upstream '{self.name}' stopped sending its stream.") from None
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-            raise BadGateway(f"Upstream '{self.name}' broke off its stream.") from None
+            except CredentialRejected:
+                if account is not None:
+                    account.forget(token)
+                raise
         finally:
             resp.close()
 
