@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,36 @@ def run_cli(*args: str, config: Path | None, env: dict[str, str] | None = None, 
     return result
 
 
+def wait_healthy(
+    proc: subprocess.Popen[bytes], base_url: str, log: Path, timeout: float,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
+    """Return once ``GET /healthz`` answers 200; raise with what the server printed if it
+    exits or does not answer within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=0.5, verify=verify).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"gateway did not start:\n{log.read_text(errors='replace')}")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a gateway as Ctrl-C does, killing it if it takes more than 15 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class GatewayProcess:
     def __init__(self, workdir: Path, config_text: str, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
@@ -46,32 +77,24 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> GatewayProcess:
-        log = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gemgate", "serve", "--config", str(self.config), "--port", str(self.port)],
-            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gateway did not start:\n{self.log.read_text()}")
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gemgate", "serve", "--config", str(self.config), "--port", str(self.port)],
+                cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_healthy(self.proc, self.base_url, self.log, timeout, verify=self.verify())
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """How the health check verifies the server's certificate (plain HTTP: moot)."""
+        return True
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def kill9(self) -> None:

@@ -4,14 +4,11 @@ directory of its own whose ``.venv`` is this project's virtualenv."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-from tests.gateway_process import free_port
+from tests.gateway_process import free_port, stop_process, wait_healthy
 
 
 def shell_env(**extra: str) -> dict[str, str]:
@@ -44,31 +41,19 @@ class ZeroConfigGateway:
                 ["bash", "-c", f"exec {self.command}"],
                 cwd=self.workdir, env=shell_env(), stdout=log, stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gateway did not start:\n{self.output()}")
+        try:
+            wait_healthy(self.proc, self.base_url, self.log, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def output(self) -> str:
         """What the gateway printed so far."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def sh(self, script: str, timeout: float = 120.0, **env: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from gemgate.store import sessions
+from gemgate.store import conversations, sessions
 from gemgate.store.retention import prune_before
 
 log = logging.getLogger("gemgate.admin")
@@ -53,6 +53,7 @@ class Pruner:
                 keep_going=lambda: not self._stop.wait(PAUSE_S),
             )
         deleted["admin_sessions"] = sessions.prune(self._engine)
+        deleted["conversation_turns"] = conversations.prune(self._engine)
         if any(deleted.values()):
             log.info("request log pruned: %s", ", ".join(f"{n} {t}" for t, n in deleted.items()))
         return deleted

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -533,6 +533,3 @@ class _DisconnectWatch:
         self._watcher.remove_done_callback(self._gone)
         self._watcher.cancel()
 
-
-def model_entries(routes: Sequence[Route]) -> list[ModelEntry]:
-    return [ModelEntry(r.model_id, r.info, r.owner) for r in routes]
