@@ -27,7 +27,9 @@ from gemgate.billing.ledger import LedgerWriter
 from gemgate.catalog import load_catalog
 from gemgate.doors.anthropic import AnthropicDoor
 from gemgate.doors.gemini import GeminiDoor
+from gemgate.doors.gemini_interactions import InteractionsDoor
 from gemgate.doors.openai import OpenAIDoor
+from gemgate.doors.openai_responses import ResponsesDoor
 from gemgate.errors import (
     GatewayError,
     InvalidArgument,
@@ -80,6 +82,7 @@ class Gateway:
         self.resources: Resources | None = None
         self.live: LiveGateway | None = None
         self.live_tokens: LiveTokens | None = None
+        self.interactions: InteractionsDoor | None = None
         self.settler: Settler | None = None
         self.metrics: Metrics | None = None
         self.budgets: Any = None
@@ -142,10 +145,13 @@ class Gateway:
             "gemini": GeminiDoor(),
             "openai": OpenAIDoor(allow_remote_media=s.server.allow_remote_media),
             "anthropic": AnthropicDoor(allow_remote_media=s.server.allow_remote_media),
+            "openai_responses": ResponsesDoor(self.engine, allow_remote_media=s.server.allow_remote_media),
         }
         # Live sessions (WebSocket) and their ephemeral tokens, on the same serve path.
         self.live_tokens = LiveTokens(self.serve, self.engine)
         self.live = LiveGateway(self.serve, self.live_tokens, s.live)
+        # Google's Interactions API: stored interactions and background runs.
+        self.interactions = InteractionsDoor(self.serve, self.engine)
         self.admin = self._admin()
         # One gate, and one count of failed attempts, for every operator endpoint.
         self.guard = self.admin.guard if self.admin is not None else AdminGuard(None)
@@ -191,6 +197,8 @@ class Gateway:
             await self.resources.aclose()
         if self.console is not None:
             await self.console.aclose()
+        if self.interactions is not None:
+            await self.interactions.aclose()  # before the ledger drains: runs record what they cost
         if self.settler is not None:
             await self.settler.drain()
         if self.keys is not None:
@@ -281,6 +289,8 @@ class Gateway:
                     await self.serve(door, Endpoint(target, operation, params), req, send)
         elif target == "resources" and self.resources is not None:
             await self.resources.door(found.operation, params, req, send)
+        elif target == "interactions" and self.interactions is not None:
+            await self.interactions(found.operation, params, req, send)
         elif target == "auth_tokens" and self.live_tokens is not None:
             await self.live_tokens.create(req, send)
         elif target == "health":

@@ -18,7 +18,7 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 import orjson
@@ -36,6 +36,8 @@ SSE_TYPE = b"text/event-stream"
 
 #: Where the server puts a request's :class:`BodyTicket` in its ASGI scope.
 BODY_TICKET = "gemgate.body_ticket"
+#: Where gemgate's own server puts the request's connection (a :class:`ConnectionEvents`).
+CONNECTION = "gemgate.connection"
 #: Bodies up to this size are not counted against the budget.
 SMALL_BODY = 64 * 1024
 
@@ -245,6 +247,58 @@ async def wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+class ConnectionEvents(Protocol):
+    """What gemgate's own server tells a request about its connection."""
+
+    def on_lost(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` (once) if the connection is lost before the response is
+        complete; None forgets the one set."""
+        ...
+
+
+class DisconnectWatch:
+    """Cancels the current task when the client goes away during a unary call (its body
+    already read), so that the upstream call is cancelled too.
+
+    Under gemgate's own server the connection calls back when it is lost, at no cost per
+    request; under any other ASGI server a watcher task waits for ``http.disconnect``."""
+
+    __slots__ = ("_conn", "_fired", "_task", "_watcher")
+
+    def __init__(self, req: Request) -> None:
+        self._task = asyncio.current_task()
+        self._fired = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._conn: ConnectionEvents | None = req.scope.get(CONNECTION)
+        if self._conn is not None:
+            self._conn.on_lost(self._lost)
+        else:
+            self._watcher = asyncio.get_running_loop().create_task(wait_disconnect(req.receive))
+            self._watcher.add_done_callback(self._gone)
+
+    def _lost(self) -> None:
+        self._fired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def _gone(self, watcher: asyncio.Task[None]) -> None:
+        if not watcher.cancelled() and watcher.exception() is None:
+            self._lost()
+
+    def fired(self) -> bool:
+        """Whether the client went away (the task's cancellation, if so, is taken back)."""
+        if self._fired and self._task is not None:
+            self._task.uncancel()
+        return self._fired
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            self._conn.on_lost(None)
+        elif self._watcher is not None:
+            self._watcher.remove_done_callback(self._gone)
+            self._watcher.cancel()
 
 
 async def until_disconnect(receive: Receive, work: Coroutine[Any, Any, None]) -> None:

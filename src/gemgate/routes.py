@@ -150,6 +150,13 @@ ROUTES: tuple[Route, ...] = (
     http("POST", "/v1/images/edits", "openai", "images.edits"),
     http("GET", "/v1/models", "openai", "models.list", guard=not_gemini_style),
     http("GET", "/v1/models/{model+}", "openai", "models.get", guard=not_gemini_style),
+    # --- OpenAI Responses ---
+    http("POST", "/v1/responses", "openai_responses", "responses.create"),
+    http("POST", "/v1/responses/compact", "openai_responses", "responses.compact"),
+    http("GET", "/v1/responses/{response_id}", "openai_responses", "responses.get"),
+    http("DELETE", "/v1/responses/{response_id}", "openai_responses", "responses.delete"),
+    http("GET", "/v1/responses/{response_id}/input_items", "openai_responses", "responses.input_items"),
+    http("POST", "/v1/responses/{response_id}/cancel", "openai_responses", "responses.cancel"),
     # --- Gemini: stateful resources (files, cachedContents, batches, operations) ---
     *RESOURCE_ROUTES,
     # --- Gemini ---
@@ -165,6 +172,12 @@ ROUTES: tuple[Route, ...] = (
         for method in ("BidiGenerateContent", "BidiGenerateContentConstrained")
     ),
     http("POST", "/{version}/auth_tokens", "auth_tokens", "create", gemini=True),
+    # --- Gemini Interactions ---
+    http("POST", "/{version}/interactions", "interactions", "create", gemini=True),
+    http("GET", "/{version}/interactions/{id}", "interactions", "get", gemini=True),
+    http("POST", "/{version}/interactions/{id}/cancel", "interactions", "cancel", gemini=True),
+    http("POST", "/{version}/interactions/{id}:cancel", "interactions", "cancel", gemini=True),
+    http("DELETE", "/{version}/interactions/{id}", "interactions", "delete", gemini=True),
 )
 
 

@@ -25,12 +25,13 @@ import asyncio
 import logging
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gemgate.asgi import BODY_TICKET, BodyBudget, Receive, Scope, Send
+from gemgate.asgi import BODY_TICKET, CONNECTION, BodyBudget, Receive, Scope, Send
 
 log = logging.getLogger("gemgate.serving")
 
@@ -111,6 +112,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._last_data = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._rejected = False
+        self._on_lost: Callable[[], None] | None = None
 
     # --- connection ----------------------------------------------------------------------
 
@@ -127,7 +129,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
+        incomplete = self.cycle is not None and not self.cycle.response_complete
         super().connection_lost(exc)
+        callback, self._on_lost = self._on_lost, None
+        if callback is not None and incomplete:
+            callback()
+
+    def on_lost(self, callback: Callable[[], None] | None) -> None:
+        """The request's :class:`~gemgate.asgi.ConnectionEvents`: requests on one
+        connection run one at a time, so one callback is all there is."""
+        self._on_lost = callback
 
     def data_received(self, data: bytes) -> None:
         if self._rejected:
@@ -150,6 +161,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[CONNECTION] = self  # type: ignore[literal-required]
         self._header_bytes = 0
         self._block = 0
         self._headers = 0

@@ -53,7 +53,7 @@ def test_passthrough_unary(client: anthropic.Anthropic, agw: GatewayProcess, fak
     assert raw.http_response.content == fake_anthropic.sent[-1]  # the upstream's bytes, untouched
     sent = fake_anthropic.requests[-1]
     assert sent.json["unknown_future_field"] == {"x": 1}  # the client's bytes, untouched
-    assert sent.headers["x-api-key"] == ANTHROPIC_KEY and sent.headers["anthropic-version"] == "2023-06-01"
+    assert sent.headers["x-api-key"] == ANTHROPIC_KEY and sent.headers["anthropic-version"] == client.default_headers["anthropic-version"]
     msg = raw.parse()
     assert msg.content[0].signature == SIG and msg.stop_reason == "tool_use"  # type: ignore[union-attr]
     rec = record(agw, raw.headers["x-gemgate-request-id"])

@@ -9,6 +9,8 @@ gateway's real HTTP client talks to it exactly as it would talk to Google. Usage
 
 Without a script, ``generateContent`` answers ``"echo: " + <last user text>`` with one
 "token" per whitespace-separated word (see ``FakeGemini.script`` for the scripting API).
+Like Google, a ``gemini-3*`` model refuses a step whose functionCall lost the thought
+signature the fake handed out with it (:func:`signature_refusal`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
+from tests.fakes.gemini_interactions import GeminiInteractionsFake
 from tests.fakes.gemini_resources import GeminiResourcesFake
 
 JSON = dict[str, Any]
@@ -187,6 +190,63 @@ def merge_stream(events: list[JSON]) -> JSON:
     return out
 
 
+def _signature_bytes(value: Any) -> bytes | None:
+    """A thoughtSignature's bytes (proto3 JSON bytes: standard or URL-safe base64)."""
+    if not isinstance(value, str) or not value:
+        return None
+    data = value.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
+    except ValueError:
+        return None
+
+
+def _signatures_in(obj: Any) -> set[bytes]:
+    """Every thoughtSignature an answer (or a list of stream events) hands out."""
+    found: set[bytes] = set()
+    for event in obj if isinstance(obj, list) else [obj]:
+        for cand in (event or {}).get("candidates") or ():
+            for part in (cand.get("content") or {}).get("parts") or ():
+                sig = _signature_bytes(part.get("thoughtSignature"))
+                if sig is not None:
+                    found.add(sig)
+    return found
+
+
+def signature_refusal(req: JSON, issued: set[bytes]) -> web.Response | None:
+    """Google's thought-signature check for Gemini 3 models: in the current turn (the
+    contents after the last user content that is more than function responses), the first
+    functionCall part of each model step must carry the signature it came with."""
+    contents = [c for c in _get(req, "contents") or () if isinstance(c, dict)]
+    start = 0
+    for i, content in enumerate(contents):
+        parts = [p for p in content.get("parts") or () if isinstance(p, dict)]
+        if content.get("role", "user") in ("user", "") and any(
+                _get(p, "functionResponse") is None for p in parts):
+            start = i + 1
+    position = 0
+    for content in contents[start:]:
+        if content.get("role") != "model":
+            continue
+        calls = [p for p in content.get("parts") or () if isinstance(p, dict) and _get(p, "functionCall")]
+        for k, call in enumerate(calls):
+            position += 1
+            if k:
+                continue
+            sig = _get(call, "thoughtSignature")
+            if sig is None:
+                name = (_get(call, "functionCall") or {}).get("name")
+                return _json_error(400, "Function call is missing a thought_signature in functionCall "
+                                   "parts. This is required for tools to work correctly, and missing "
+                                   "thought_signature may lead to degraded model performance. "
+                                   f"Additional data, function call `default_api:{name}` , position "
+                                   f"{position}. Please refer to https://ai.google.dev/gemini-api/docs/"
+                                   "thought-signatures for more details.")
+            if _signature_bytes(sig) not in issued:
+                return _json_error(400, "Corrupted thought signature.")
+    return None
+
+
 @dataclass
 class RecordedRequest:
     method: str
@@ -229,7 +289,7 @@ class StreamGate:
         return self._released.is_set()
 
 
-class FakeGemini(GeminiResourcesFake):
+class FakeGemini(GeminiResourcesFake, GeminiInteractionsFake):
     def __init__(self, api_key: str = "upstream-secret-key", *more_keys: str) -> None:
         """``api_key`` and ``more_keys`` are the keys this fake project accepts."""
         self.api_key = api_key
@@ -239,6 +299,7 @@ class FakeGemini(GeminiResourcesFake):
         self._scripts: dict[str, deque[_Script]] = {}
         self._gates: dict[str, deque[StreamGate]] = {}
         self._requests: list[RecordedRequest] = []
+        self._signatures: set[bytes] = set()  # every thoughtSignature handed out
         self._disconnects = 0
         self._delay = 0.0
         self._port = 0
@@ -386,7 +447,9 @@ class FakeGemini(GeminiResourcesFake):
             self._gates.clear()
             self._delay = 0.0
             self._models = {m["name"].removeprefix("models/"): dict(m) for m in MODELS}
+            self._signatures.clear()
             self._reset_resources()
+            self._reset_interactions()
 
     def _release_gates(self) -> None:
         with self._cond:
@@ -437,6 +500,9 @@ class FakeGemini(GeminiResourcesFake):
             resource = await self._resource_route(request, path, body)
             if resource is not None:
                 return resource
+            interactions = await self._interactions_route(request, path, body)
+            if interactions is not None:
+                return interactions
             if match is None or ".." in path.split("/"):
                 return _json_error(404, f"The requested URL {path} was not found on this server.")
             denied = self._check_auth(request)
@@ -513,6 +579,9 @@ class FakeGemini(GeminiResourcesFake):
                                     "Cannot find field.")
         if rpc in ("generateContent", "streamGenerateContent"):
             invalid = self._validate_generate(req)
+            if invalid is None and model.rsplit("/", 1)[-1].startswith("gemini-3"):
+                with self._cond:
+                    invalid = signature_refusal(req, set(self._signatures))
             if invalid is not None:
                 return invalid
         if rpc in ("generateContent", "streamGenerateContent", "countTokens"):
@@ -522,6 +591,8 @@ class FakeGemini(GeminiResourcesFake):
                 return resolved
             req = {**req, "generateContentRequest": resolved} if isinstance(inner, dict) else resolved
         s = self._take_script(model, rpc)
+        with self._cond:
+            self._signatures |= _signatures_in(s.stream if s.stream is not None else s.reply)
         if s.delay:
             await asyncio.sleep(s.delay)
         sse = request.query.get("alt") == "sse"

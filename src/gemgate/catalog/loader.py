@@ -243,6 +243,9 @@ class CatalogModel:
     max_temperature: float | None = None
     image: ImageLimits | None = None
     local: bool = False
+    # Takes built-in tools (Google Search, code execution) next to function declarations
+    # in one call (Gemini 3); Gemini 2.x refuses the mix.
+    mixed_tools: bool = False
     note: str | None = None
     # The prices over time and across service tiers; ``price`` is its first Standard entry.
     schedule: PriceSchedule | None = None
@@ -398,6 +401,7 @@ def _model(
         max_temperature=f.get_float("max_temperature"),
         image=None if image_table is None else _image_limits(image_table, f"{where}: image"),
         local=bool(f.get_bool("local", required=False)),
+        mixed_tools=bool(f.get_bool("mixed_tools", required=False)),
         note=f.get_str("note", required=False),
         schedule=schedule,
     )

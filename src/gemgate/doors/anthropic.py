@@ -2,7 +2,7 @@
 its model listing, in Anthropic's protocol, as the official SDKs and Claude Code call it.
 
 Keys come as ``x-api-key`` or ``Authorization: Bearer``; ``anthropic-version`` and
-``anthropic-beta`` are accepted. Requests are translated into the canonical Gemini form
+``anthropic-beta`` are accepted, and travel with the client's bytes to an Anthropic upstream. Requests are translated into the canonical Gemini form
 (:mod:`gemgate.translate.anthropic_request`) and served like any other; the client's bytes
 travel along, so a channel whose upstream speaks the Messages API gets them unchanged and
 its answer (or its events) goes back as it came. ``count_tokens`` is counted locally and
@@ -33,6 +33,19 @@ from gemgate.types.validate import check_generate
 DEFAULT_PAGE = 20
 MAX_PAGE = 1000
 CREATED_AT = "1970-01-01T00:00:00Z"  # the gateway does not know when a model was released
+
+
+# The client headers an Anthropic upstream sees with the client's bytes; no other travels.
+FORWARDED = ("anthropic-beta", "anthropic-version")
+
+
+def forwarded_headers(req: Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in FORWARDED:
+        value = req.headers.get(name)
+        if value is not None and value.strip():
+            out[name] = value.strip()
+    return out
 
 
 def sse_events(events: Sequence[Event]) -> bytes:
@@ -119,6 +132,7 @@ class AnthropicDoor:
             untranslated=untranslated,
             prepare=prepare,
             options={"model": model},
+            headers=forwarded_headers(req),
         )
 
     def render(self, creq: CanonicalRequest, request_id: str, answers: Sequence[Answer]) -> bytes:

@@ -6,6 +6,11 @@ identically; each record says it came through the ``openai`` door. The client's 
 chat bytes travel along: a channel whose upstream speaks OpenAI chat gets them unchanged
 (unknown fields survive) and its answer comes back as it was sent. A request carrying
 fields the translation does not know can be served only by such a channel.
+
+A Gemini tool call's thought signature rides in its tool-call id (as well as in Google's
+``extra_content``), so that clients which drop unknown fields still send it back
+(:mod:`gemgate.translate.openai_ids`); Google's own extension block (``google`` or
+``extra_body.google``) is read by :mod:`gemgate.translate.openai_google`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from gemgate.errors import GatewayError, InvalidArgument, NotFound
 from gemgate.pipeline.auth import extract_key
 from gemgate.pipeline.door import Answer, Endpoint, ModelEntry, ModelLookup
 from gemgate.translate import ChatStreamEncoder, chat_to_gemini, gemini_to_chat_response
+from gemgate.translate.openai_ids import carries_signed_ids
+from gemgate.translate.openai_request import thought_tag
 from gemgate.types import normalise, parse_json
 from gemgate.types.canonical import CanonicalRequest, Chunk
 from gemgate.types.validate import check_generate
@@ -116,6 +123,8 @@ class OpenAIDoor:
             # and let only a channel that takes the original bytes serve it.
             untranslated = exc
             request = _canonical({k: v for k, v in body.items() if k in ADMISSION_FIELDS})
+        # Signed tool-call ids are the gateway's own: an upstream sees the calls' own ids.
+        forward = untranslated is not None or not carries_signed_ids(body)
         stream = bool(body.get("stream"))
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
@@ -124,11 +133,16 @@ class OpenAIDoor:
             method="streamGenerateContent" if stream else "generateContent",
             body=request,
             protocol=CHAT,
-            raw=raw,
+            raw=raw if forward else None,
             client_bytes=len(raw),
             untranslated=untranslated,
             prepare=self._media.resolve if _names_remote_media(request) else None,
-            options={"model": model, "include_usage": include_usage, "created": int(time.time())},
+            options={
+                "model": model,
+                "include_usage": include_usage,
+                "created": int(time.time()),
+                "thought_tag": thought_tag(body) if untranslated is None else None,
+            },
         )
 
     def render(self, creq: CanonicalRequest, request_id: str, answers: Sequence[Answer]) -> bytes:
@@ -145,14 +159,17 @@ class OpenAIDoor:
             model=creq.options["model"],
             request_id=f"chatcmpl-{request_id}",
             created=creq.options["created"],
+            thought_tag=creq.options.get("thought_tag"),
         )
         return orjson.dumps(answer)
 
     def encoder(self, creq: CanonicalRequest, request_id: str) -> ChatStream:
         o = creq.options
-        return ChatStream(
-            ChatStreamEncoder(o["model"], f"chatcmpl-{request_id}", o["created"], o["include_usage"])
+        encoder = ChatStreamEncoder(
+            o["model"], f"chatcmpl-{request_id}", o["created"], o["include_usage"],
+            thought_tag=o.get("thought_tag"),
         )
+        return ChatStream(encoder)
 
     def render_error(self, err: GatewayError) -> tuple[int, bytes]:
         if isinstance(err, NotFound) and "model" in err.metadata:

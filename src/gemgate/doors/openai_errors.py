@@ -14,6 +14,7 @@ _BY_REASON: dict[str, tuple[int, str, str]] = {
     "UPSTREAM_RATE_LIMITED": (429, "rate_limit_error", "rate_limit_exceeded"),
     "RATE_LIMIT_EXCEEDED": (429, "rate_limit_error", "rate_limit_exceeded"),
     "model_not_found": (404, "invalid_request_error", "model_not_found"),
+    "previous_response_not_found": (404, "invalid_request_error", "previous_response_not_found"),
 }
 _BY_STATUS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),

@@ -79,13 +79,18 @@ class Admission:
             return self.counter.count_request(request).total
         return (await self.counter.count_request_async(request)).total
 
-    def prompt_bound(self, request: dict[str, Any], client_bytes: int) -> int:
-        """An upper bound of the prompt's tokens for any tokenizer.
+    def prompt_bound(
+        self, request: dict[str, Any], client_bytes: int, media: bool | None = None
+    ) -> int:
+        """An upper bound of the prompt's tokens for any tokenizer (``media``: whether the
+        request has media parts, when the caller knows).
 
         Without media every prompt token comes from text or JSON in the client's body, and
         no token is shorter than a byte, so the body's size bounds them at no cost.
         """
-        if client_bytes and not has_media(request):
+        if media is None:
+            media = has_media(request)
+        if client_bytes and not media:
             turns = len(request.get("contents") or ()) + 1
             return client_bytes + TURN_OVERHEAD * turns
         return self.counter.bound_request(request).total
@@ -118,8 +123,10 @@ class Admission:
         # Content by reference (fileData, cachedContent) is billed by the upstream at its
         # full size: known for what the gateway holds, else bounded by the input limit.
         limit = route.info.input_token_limit
-        referenced = reference_bound(request, limit, references)
-        bound = with_references(self.prompt_bound(request, client_bytes), referenced, limit)
+        media = has_media(request)  # fileData parts are media
+        by_reference = media or bool(request.get("cachedContent"))
+        referenced = reference_bound(request, limit, references) if by_reference else 0
+        bound = with_references(self.prompt_bound(request, client_bytes, media), referenced, limit)
         try:
             return await self.budgets.reserve(key, worst_case_nanos(bound, max_output, route.reserve_price(request)))
         except ResourceExhausted:

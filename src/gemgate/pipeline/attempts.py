@@ -238,6 +238,7 @@ class AttemptLoop:
             credential=key.secret if key is not None else None,
             request_id=ctx.request_id,
             client_bytes=creq.client_bytes,
+            headers=creq.headers if passthrough else {},
         )
         ctx.channel = channel
         ctx.upstream_key = key.label if key is not None else None

@@ -15,6 +15,7 @@ from gemgate.asgi import Request
 from gemgate.billing import Usage
 from gemgate.catalog import CatalogModel
 from gemgate.errors import GatewayError
+from gemgate.pipeline.context import RequestContext
 from gemgate.types.canonical import CanonicalRequest, Chunk, Reply
 
 
@@ -62,6 +63,31 @@ class StreamEncoder(Protocol):
     def end(self) -> bytes: ...
 
     def error(self, err: GatewayError) -> bytes: ...
+
+
+class KeepsState(Protocol):
+    """Optional hooks of a door whose protocol keeps objects per key (the Responses API's
+    stored responses). Serve looks each one up on the door (or its stream encoder) and
+    calls it when present; a door without them costs nothing more.
+
+    - ``attach(ctx, creq)``: after parsing, the caller authenticated (``ctx.key``): load
+      what the request names (a previous response) into ``creq``.
+    - ``keep(ctx, creq)``: after a unary answer is rendered, before it is sent; a stream
+      encoder's ``keep()``: after its last chunk, before its end is rendered.
+    - ``operations`` and ``operate(endpoint, req, ctx) -> (status, body)``: the door's
+      operations on its stored objects (retrieve, delete, list), called after
+      authentication instead of a model call.
+    """
+
+    operations: frozenset[str]
+
+    async def attach(self, ctx: RequestContext, creq: CanonicalRequest) -> None: ...
+
+    async def keep(self, ctx: RequestContext, creq: CanonicalRequest) -> None: ...
+
+    async def operate(
+        self, endpoint: Endpoint, req: Request, ctx: RequestContext
+    ) -> tuple[int, bytes]: ...
 
 
 class Door(Protocol):

@@ -21,13 +21,13 @@ import orjson
 
 from gemgate.asgi import (
     JSON_TYPE,
+    DisconnectWatch,
     Request,
     Send,
     send_bytes,
     send_chunk,
     start_stream,
     until_disconnect,
-    wait_disconnect,
 )
 from gemgate.billing import format_usd
 from gemgate.catalog import CatalogModel, Price
@@ -97,6 +97,11 @@ class Serve:
             if endpoint.operation in ("models.list", "models.get"):
                 await self._models(door, endpoint, req, send, ctx)
                 return
+            if endpoint.operation in getattr(door, "operations", ()):
+                # The door's own stored objects (KeepsState): never a model call.
+                status, body = await door.operate(endpoint, req, ctx)  # type: ignore[attr-defined]
+                await send_bytes(send, status, body, JSON_TYPE, self._id_header(ctx))
+                return
             await self._call(door, endpoint, req, send, ctx)
         except asyncio.CancelledError:
             raise
@@ -157,10 +162,13 @@ class Serve:
         if ctx.key is not None and ctx.key.log_bodies:
             ctx.capture = BodyCapture(body)
         creq = await door.parse(req, endpoint, body, lambda m: self._lookup(ctx, m))
+        attach = getattr(door, "attach", None)  # KeepsState: load what the request names
+        if attach is not None:
+            await attach(ctx, creq)
         ctx.method = creq.method if endpoint.operation == "model.call" else ctx.method
         if route is None:
             route = self._route(ctx, creq.model, creq.method, version)
-        if self.resources is not None and ctx.key is not None:
+        if self.resources is not None and ctx.key is not None and self.resources.names_any(creq):
             await self.resources.bind(ctx.key, route, creq)
         if creq.method in GENERATE:
             check_capabilities(route.info, creq.body)
@@ -205,7 +213,7 @@ class Serve:
         route: Route,
         creq: CanonicalRequest,
     ) -> None:
-        watch = _DisconnectWatch(req)
+        watch = DisconnectWatch(req)
         try:
             answers = []
             for i in range(creq.repeat):
@@ -220,7 +228,11 @@ class Serve:
         cost = sum(a.cost_nanos for a in answers)
         headers = [*self._id_header(ctx), (b"x-gemgate-cost-usd", format_usd(cost).encode())]
         headers += _tier_header(answers[0].reply.service_tier if answers else None)
-        await send_bytes(send, 200, door.render(creq, ctx.request_id, answers), JSON_TYPE, headers)
+        rendered = door.render(creq, ctx.request_id, answers)
+        keep = getattr(door, "keep", None)  # KeepsState: store the answer before it is sent
+        if keep is not None:
+            await keep(ctx, creq)
+        await send_bytes(send, 200, rendered, JSON_TYPE, headers)
 
     async def answer(self, ctx: RequestContext, route: Route, creq: CanonicalRequest) -> Answer:
         """admit -> attempts -> meter -> settle, for one unary call."""
@@ -352,6 +364,9 @@ class Serve:
                 if data:
                     await send_chunk(send, data)
                 pending = await anext(chunks, None)
+            keep = getattr(encoder, "keep", None)  # KeepsState: store the answer before its end
+            if keep is not None:
+                await keep()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -502,34 +517,4 @@ def _sub_context(ctx: RequestContext) -> RequestContext:
     sub = RequestContext(door=ctx.door, method=ctx.method, client_ip=ctx.client_ip)
     sub.key, sub.route, sub.request_id = ctx.key, ctx.route, new_request_id()
     return sub
-
-
-class _DisconnectWatch:
-    """Cancels the current task when the client goes away during a unary call, so that
-    the upstream call is cancelled too (the body has been read: the next message the
-    server has for us is the disconnect)."""
-
-    __slots__ = ("_fired", "_task", "_watcher")
-
-    def __init__(self, req: Request) -> None:
-        self._task = asyncio.current_task()
-        self._fired = False
-        self._watcher = asyncio.get_running_loop().create_task(wait_disconnect(req.receive))
-        self._watcher.add_done_callback(self._gone)
-
-    def _gone(self, watcher: asyncio.Task[None]) -> None:
-        if watcher.cancelled() or watcher.exception() is not None:
-            return
-        self._fired = True
-        if self._task is not None:
-            self._task.cancel()
-
-    def fired(self) -> bool:
-        if self._fired and self._task is not None:
-            self._task.uncancel()
-        return self._fired
-
-    def stop(self) -> None:
-        self._watcher.remove_done_callback(self._gone)
-        self._watcher.cancel()
 

@@ -5,9 +5,11 @@ answers and streamed events come back as Gemini JSON. It speaks the Messages API
 carrying an Anthropic client's original bytes (``call.raw``) is forwarded unchanged (but
 for the model name, when the upstream's differs) and answered in Anthropic's protocol,
 events exactly as the upstream framed them. Each attempt sends one upstream key
-(``x-api-key``) and ``anthropic-version: 2023-06-01``; it never retries. A client's
-``anthropic-beta`` header does not travel (an upstream call carries no client headers):
-betas an upstream must see are named in the provider's ``headers``.
+(``x-api-key``) and ``anthropic-version: 2023-06-01``; it never retries. With a client's
+bytes go the two client headers that say how to read them, ``anthropic-version`` (the
+client's, instead of the default) and ``anthropic-beta`` (joined with the betas named in the
+provider's ``headers``); no other client header travels, and a translated request carries
+none.
 """
 
 from __future__ import annotations
@@ -176,7 +178,22 @@ class AnthropicProvider:
         headers = {"x-api-key": credential} if credential else {}
         if stream:
             headers["Accept"] = "text/event-stream"
+        if call.raw is not None and call.protocol == MESSAGES:
+            headers.update(self._client_headers(call.headers))
         return headers
+
+    def _client_headers(self, sent: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        version = sent.get("anthropic-version")
+        if version:
+            out["anthropic-version"] = version
+        betas = [b.strip() for b in sent.get("anthropic-beta", "").split(",") if b.strip()]
+        if betas:
+            mine = next((v for k, v in self._headers.items() if k.lower() == "anthropic-beta"), "")
+            joined = [b.strip() for b in mine.split(",") if b.strip()]
+            joined += [b for b in betas if b not in joined]
+            out["anthropic-beta"] = ",".join(joined)
+        return out
 
     async def _send(self, payload: bytes, call: UpstreamCall, stream: bool) -> aiohttp.ClientResponse:
         if self._session is None or self._session.closed:

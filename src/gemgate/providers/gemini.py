@@ -15,10 +15,11 @@ import aiohttp
 import orjson
 
 from gemgate.errors import BadGateway, DeadlineExceeded, GatewayError, upstream_error
-from gemgate.providers import http
+from gemgate.providers import gemini_interactions, http
 from gemgate.providers.base import Chunk, Reply, UpstreamCall
 from gemgate.providers.gemini_live import LiveUpstream, open_live
 from gemgate.providers.sse import sse_events
+from gemgate.translate.interactions_request import INTERACTIONS
 from gemgate.types.canonical import GEMINI
 from gemgate.types.response import candidate_text
 
@@ -96,7 +97,7 @@ async def gemini_events(
 
 
 class GeminiProvider:
-    speaks = frozenset({GEMINI})
+    speaks = frozenset({GEMINI, INTERACTIONS})  # Interactions requests go to /interactions
 
     def __init__(
         self,
@@ -185,6 +186,8 @@ class GeminiProvider:
     # --- Provider --------------------------------------------------------------------------
 
     async def generate(self, call: UpstreamCall) -> Reply:
+        if call.protocol == INTERACTIONS:
+            return await gemini_interactions.generate(self, call)
         return await self._unary(call.model, "generateContent", self._body(call), call)
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
@@ -205,6 +208,10 @@ class GeminiProvider:
         return await self._unary(call.model, "embedContent", body, call)
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
+        if call.protocol == INTERACTIONS:
+            async for chunk in gemini_interactions.stream(self, call):
+                yield chunk
+            return
         url = f"{self._base}{call.model}:streamGenerateContent?alt=sse"
         resp = await self._post(url, self._body(call), call)
         try:

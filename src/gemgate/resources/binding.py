@@ -111,6 +111,17 @@ class Binder:
         self.find_cache: Callable[[KeyRecord, Any, str], Awaitable[Any]] | None = None
         self.resolve_cache: Callable[[Any, Any, Any, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
 
+    @staticmethod
+    def names_any(creq: CanonicalRequest) -> bool:
+        """Whether the request names a file or a cached content at all (no I/O: most
+        requests name neither and skip :meth:`bind`)."""
+        if creq.method not in BINDS:
+            return False
+        body = creq.body
+        inner = body.get("generateContentRequest") if creq.method == "countTokens" else None
+        request = inner if isinstance(inner, dict) else body
+        return bool(request.get("cachedContent")) or bool(named_files(request))
+
     async def bind(self, key: KeyRecord, route: Any, creq: CanonicalRequest) -> None:
         if creq.method not in BINDS:
             return

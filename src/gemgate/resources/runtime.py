@@ -98,6 +98,9 @@ class Resources:
                 await task
         self._tasks.clear()
 
+    def names_any(self, creq: CanonicalRequest) -> bool:
+        return self.binder.names_any(creq)
+
     async def bind(self, key: KeyRecord, route: Any, creq: CanonicalRequest) -> None:
         await self.binder.bind(key, route, creq)
 

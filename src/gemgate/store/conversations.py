@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 
@@ -32,6 +33,7 @@ class Turn:
     history: bytes  # JSON of the canonical conversation through this turn
     created_at: datetime
     expires_at: datetime
+    updated_at: datetime | None = None  # as loaded: a running turn's lease was last renewed then
 
 
 def new_id(prefix: str) -> str:
@@ -65,6 +67,66 @@ def save(engine: Engine, turn: Turn) -> None:
             )
 
 
+def save_if(engine: Engine, turn: Turn, status: str, stale_before: datetime | None = None) -> bool:
+    """Replace the turn's status, body and history only while its stored status is
+    ``status`` (and, with ``stale_before``, its lease was last renewed before then): a run
+    that ends never overwrites a status another replica set meanwhile (``cancelled``,
+    ``failed``). Whether it was replaced."""
+    c = conversation_turns.c
+    condition = [c.id == turn.id, c.key_id == turn.key_id, c.status == status]
+    if stale_before is not None:
+        condition.append(c.updated_at < stale_before)
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(conversation_turns)
+            .where(*condition)
+            .values(status=turn.status, body=turn.body, history=turn.history, updated_at=datetime.now(UTC))
+        )
+    return bool(changed.rowcount)
+
+
+def renew(engine: Engine, kind: str, turn_id: str, key_id: int, status: str) -> str | None:
+    """Renew a running turn's lease (its ``updated_at``) while its status is ``status``;
+    the status stored now: ``status`` when renewed, another when someone changed it
+    (a cancel on another replica), None when the turn is gone."""
+    c = conversation_turns.c
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(conversation_turns)
+            .where(c.id == turn_id, c.kind == kind, c.key_id == key_id, c.status == status)
+            .values(updated_at=datetime.now(UTC))
+        )
+        if changed.rowcount:
+            return status
+        row = conn.execute(
+            select(c.status).where(c.id == turn_id, c.kind == kind, c.key_id == key_id)
+        ).first()
+    return None if row is None else str(row[0])
+
+
+def stale(engine: Engine, kind: str, status: str, before: datetime, limit: int = 100) -> list[Turn]:
+    """Turns of ``kind`` still in ``status`` whose lease was last renewed before ``before``
+    (their owner is gone), oldest first."""
+    c = conversation_turns.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(conversation_turns)
+            .where(c.kind == kind, c.status == status, c.updated_at < before)
+            .order_by(c.updated_at)
+            .limit(limit)
+        ).all()
+    return [_turn(row._mapping) for row in rows]
+
+
+def _turn(m: Any) -> Turn:
+    return Turn(
+        id=m["id"], kind=m["kind"], key_id=m["key_id"], model=m["model"],
+        previous_id=m["previous_id"], status=m["status"], body=bytes(m["body"]),
+        history=bytes(m["history"]), created_at=_aware(m["created_at"]),
+        expires_at=_aware(m["expires_at"]), updated_at=_aware(m["updated_at"]),
+    )
+
+
 def load(engine: Engine, kind: str, turn_id: str, key_id: int) -> Turn | None:
     """The key's turn of this kind, or None (unknown, another key's, or expired)."""
     c = conversation_turns.c
@@ -74,15 +136,10 @@ def load(engine: Engine, kind: str, turn_id: str, key_id: int) -> Turn | None:
         ).first()
     if row is None:
         return None
-    m = row._mapping
-    expires_at = _aware(m["expires_at"])
-    if expires_at <= datetime.now(UTC):
+    turn = _turn(row._mapping)
+    if turn.expires_at <= datetime.now(UTC):
         return None
-    return Turn(
-        id=m["id"], kind=m["kind"], key_id=m["key_id"], model=m["model"],
-        previous_id=m["previous_id"], status=m["status"], body=bytes(m["body"]),
-        history=bytes(m["history"]), created_at=_aware(m["created_at"]), expires_at=expires_at,
-    )
+    return turn
 
 
 def remove(engine: Engine, kind: str, turn_id: str, key_id: int) -> bool:

@@ -10,11 +10,12 @@ bind processor, so what is stored is exactly what SQLAlchemy would store.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Dialect, bindparam, update
+from sqlalchemy import Boolean, Dialect, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gemgate.store.tables import api_keys, usage_records
@@ -34,21 +35,31 @@ class _Compiled:
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
         self.order: list[str] = list(compiled.positiontup or ()) if self.positional else list(compiled.binds)
-        self._pairs = [(name, processors.get(name)) for name in self.order]
+        # Records name every column: one C call gathers them in order, and only the
+        # columns whose type converts values (datetimes, booleans) are touched again.
+        self._gather = operator.itemgetter(*self.order) if len(self.order) > 1 else None
+        self._convert = [
+            (i, processors[name]) for i, name in enumerate(self.order) if processors.get(name)
+        ]
 
     def params(self, values: dict[str, Any]) -> Params:
-        out = [
-            value if processor is None or value is None else processor(value)
-            for name, processor in self._pairs
-            for value in (values.get(name),)  # a column the record leaves out is NULL
-        ]
+        try:
+            out = list(self._gather(values)) if self._gather is not None else [values[self.order[0]]]
+        except KeyError:  # a column the record leaves out is NULL
+            out = [values.get(name) for name in self.order]
+        for i, processor in self._convert:
+            if out[i] is not None:
+                out[i] = processor(out[i])
         return out if self.positional else dict(zip(self.order, out, strict=True))
 
 
 def _processor(column_type: Any, dialect: Dialect) -> Any:
     impl = column_type.dialect_impl(dialect)
-    if isinstance(impl, sqlite.DATETIME) and dialect.name == "sqlite":
-        return _sqlite_datetime
+    if dialect.name == "sqlite":
+        if isinstance(impl, sqlite.DATETIME):
+            return _sqlite_datetime
+        if isinstance(impl, Boolean):
+            return None  # sqlite3 stores a bool as the 0 or 1 SQLAlchemy would
     return impl.bind_processor(dialect)
 
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from gemgate.errors import InvalidArgument
 from gemgate.translate.openai_common import parse_data_uri
+from gemgate.translate.openai_google import apply_google, google_block, split_tagged
+from gemgate.translate.openai_ids import split_call_id
 from gemgate.translate.openai_params import HANDLERS
 from gemgate.types.validate import loads_strict
 
@@ -29,6 +31,7 @@ _ACCEPTED = frozenset(
         "service_tier",
     }
 )
+_GOOGLE = frozenset({"google", "extra_body"})  # Google's extension block (openai_google)
 _WHY_NOT = {
     "logit_bias": "logit_bias is not supported",
     "audio": "audio output is not supported",
@@ -51,21 +54,14 @@ def chat_to_gemini(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     for key, value in body.items():
         if key in _WHY_NOT and value is not None:
             raise _bad(key, _WHY_NOT[key])
-        if key not in HANDLERS and key not in _ACCEPTED and key not in _WHY_NOT:
+        if key not in HANDLERS and key not in _ACCEPTED and key not in _WHY_NOT and key not in _GOOGLE:
             raise _bad(key, f"unknown field '{key}' is not supported")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("model", "must be a non-empty string")
     _check_accepted(body)
 
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _bad("messages", "must be a non-empty array")
-    system, contents = _messages(messages)
-    request: dict[str, Any] = {"contents": contents}
-    if system:
-        request["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
-
+    request: dict[str, Any] = {}
     config: dict[str, Any] = {}
     for key, handler in HANDLERS.items():
         value = body.get(key)
@@ -73,9 +69,30 @@ def chat_to_gemini(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             handler(value, config, request)
     if "max_completion_tokens" in body and body["max_completion_tokens"] is not None:
         config["maxOutputTokens"] = body["max_completion_tokens"]
+    marker = None
+    google = google_block(body)
+    if google is not None:
+        effort = body.get("reasoning_effort") is not None
+        marker = apply_google(*google, request, config, effort=effort)
+
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages", "must be a non-empty array")
+    system, contents = _messages(messages, marker)
+    head: dict[str, Any] = {"contents": contents}
+    if system:
+        head["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+    request = {**head, **request}
     if config:
         request["generationConfig"] = config
     return model, request
+
+
+def thought_tag(body: dict[str, Any]) -> str | None:
+    """The ``thought_tag_marker`` of a chat request's Google extension block, if any."""
+    google = google_block(body) if isinstance(body, dict) else None
+    marker = google[1].get("thought_tag_marker", google[1].get("thoughtTagMarker")) if google else None
+    return marker if isinstance(marker, str) and marker else None
 
 
 def _check_accepted(body: dict[str, Any]) -> None:
@@ -93,7 +110,7 @@ def _check_accepted(body: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- messages
 
 
-def _messages(messages: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:
+def _messages(messages: list[Any], marker: str | None = None) -> tuple[list[str], list[dict[str, Any]]]:
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}
@@ -115,7 +132,7 @@ def _messages(messages: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:
         elif role == "user":
             contents.append({"role": "user", "parts": _user_parts(msg.get("content"), path)})
         elif role == "assistant":
-            contents.append({"role": "model", "parts": _assistant_parts(msg, path, call_names)})
+            contents.append({"role": "model", "parts": _assistant_parts(msg, path, call_names, marker)})
         elif role == "function":
             raise _bad(f"{path}.role", "the legacy 'function' role is not supported; use 'tool'")
         else:
@@ -236,7 +253,7 @@ def _file_part(file: Any, path: str) -> dict[str, Any]:
 
 
 def _assistant_parts(
-    msg: dict[str, Any], path: str, call_names: dict[str, str]
+    msg: dict[str, Any], path: str, call_names: dict[str, str], marker: str | None = None
 ) -> list[dict[str, Any]]:
     if msg.get("audio") is not None:
         raise _bad(f"{path}.audio", "audio in assistant messages is not supported")
@@ -250,6 +267,11 @@ def _assistant_parts(
         if reasoning:
             parts.append({"text": reasoning, "thought": True})
     content = msg.get("content")
+    tagged = split_tagged(content, marker) if marker and isinstance(content, str) else None
+    if tagged is not None:  # the thought came back inside the content, as it was sent
+        if tagged[0]:
+            parts.append({"text": tagged[0], "thought": True})
+        content = tagged[1]
     if isinstance(content, list):
         for j, part in enumerate(content):
             ppath = f"{path}.content[{j}]"
@@ -313,12 +335,15 @@ def _function_call(call: Any, path: str, call_names: dict[str, str]) -> dict[str
     else:
         raise _bad(f"{path}.function.arguments", "must be a JSON string")
     call_names[call_id] = name
-    part: dict[str, Any] = {"functionCall": {"id": call_id, "name": name, "args": args}}
+    own_id, carried = split_call_id(call_id)
+    part: dict[str, Any] = {"functionCall": {"id": own_id, "name": name, "args": args}}
     extra = call.get("extra_content")
     google = extra.get("google") if isinstance(extra, dict) else None
     signature = google.get("thought_signature") if isinstance(google, dict) else None
     if isinstance(signature, str) and signature:
         part["thoughtSignature"] = signature
+    elif carried:
+        part["thoughtSignature"] = carried
     return part
 
 
@@ -338,4 +363,5 @@ def _tool_result(msg: dict[str, Any], path: str, call_names: dict[str, str]) -> 
             parsed = None
         if isinstance(parsed, dict):
             response = parsed
-    return {"functionResponse": {"id": call_id, "name": name, "response": response}}
+    own_id, _signature = split_call_id(call_id)
+    return {"functionResponse": {"id": own_id, "name": name, "response": response}}

@@ -17,15 +17,20 @@ from gemgate.translate.openai_common import (
     usage_to_gemini,
     usage_to_openai,
 )
+from gemgate.translate.openai_ids import signed_call_id, split_call_id
 from gemgate.types.validate import loads_strict
 
 
 class MessageParts:
-    """The pieces of one Gemini candidate's parts, sorted into OpenAI's message fields."""
+    """The pieces of one Gemini candidate's parts, sorted into OpenAI's message fields.
 
-    __slots__ = ("calls", "images", "texts", "thoughts")
+    ``signed_ids``: a signed call's id carries its thought signature (see
+    :mod:`gemgate.translate.openai_ids`), for clients that drop ``extra_content``."""
 
-    def __init__(self) -> None:
+    __slots__ = ("calls", "images", "signed_ids", "texts", "thoughts")
+
+    def __init__(self, *, signed_ids: bool = False) -> None:
+        self.signed_ids = signed_ids
         self.texts: list[str] = []
         self.thoughts: list[str] = []
         self.calls: list[dict[str, Any]] = []
@@ -38,7 +43,7 @@ class MessageParts:
             if not isinstance(part, dict):
                 continue
             if "functionCall" in part:
-                self.calls.append(tool_call(part))
+                self.calls.append(tool_call(part, signed_id=self.signed_ids))
             elif "text" in part:
                 text = part["text"]
                 if isinstance(text, str):
@@ -49,18 +54,22 @@ class MessageParts:
                     self.images.append(image)
 
 
-def tool_call(part: dict[str, Any]) -> dict[str, Any]:
-    """A Gemini functionCall part -> an OpenAI tool call (without the stream index)."""
+def tool_call(part: dict[str, Any], *, signed_id: bool = False) -> dict[str, Any]:
+    """A Gemini functionCall part -> an OpenAI tool call (without the stream index); with
+    ``signed_id`` the id also carries the part's thought signature."""
     fc = part["functionCall"] if isinstance(part.get("functionCall"), dict) else {}
+    signature = part.get("thoughtSignature")
+    call_id = str(fc.get("id") or new_call_id())
+    if signed_id and isinstance(signature, str):
+        call_id = signed_call_id(call_id, signature)
     call: dict[str, Any] = {
-        "id": fc.get("id") or new_call_id(),
+        "id": call_id,
         "type": "function",
         "function": {
             "name": str(fc.get("name") or ""),
             "arguments": dumps_args(fc.get("args") or {}),
         },
     }
-    signature = part.get("thoughtSignature")
     if isinstance(signature, str) and signature:
         call["extra_content"] = {"google": {"thought_signature": signature}}
     return call
@@ -77,15 +86,23 @@ def image_item(inline: Any) -> dict[str, Any] | None:
 
 
 def gemini_to_chat_response(
-    resp: dict[str, Any], *, model: str, request_id: str, created: int
+    resp: dict[str, Any],
+    *,
+    model: str,
+    request_id: str,
+    created: int,
+    signed_ids: bool = True,
+    thought_tag: str | None = None,
 ) -> dict[str, Any]:
-    """A GenerateContentResponse -> an OpenAI chat.completion."""
+    """A GenerateContentResponse -> an OpenAI chat.completion (``signed_ids``: see
+    :class:`MessageParts`; ``thought_tag``: thoughts go in the content between
+    ``<thought_tag>`` tags instead of ``reasoning_content``)."""
     choices: list[dict[str, Any]] = []
     candidates = resp.get("candidates") or []
     for pos, cand in enumerate(candidates):
         if not isinstance(cand, dict):
             continue
-        pieces = MessageParts()
+        pieces = MessageParts(signed_ids=signed_ids)
         content = cand.get("content")
         if isinstance(content, dict):
             pieces.add(content.get("parts"))
@@ -93,7 +110,10 @@ def gemini_to_chat_response(
             "role": "assistant",
             "content": "".join(pieces.texts) if pieces.texts else None,
         }
-        if pieces.thoughts:
+        if pieces.thoughts and thought_tag:
+            thought = f"<{thought_tag}>{''.join(pieces.thoughts)}</{thought_tag}>"
+            message["content"] = thought + (message["content"] or "")
+        elif pieces.thoughts:
             message["reasoning_content"] = "".join(pieces.thoughts)
         if pieces.calls:
             message["tool_calls"] = pieces.calls
@@ -150,14 +170,19 @@ def parse_arguments(arguments: Any) -> dict[str, Any] | None:
 
 
 def function_call_part(call_id: Any, name: Any, args: dict[str, Any], extra: Any) -> dict[str, Any]:
+    """An OpenAI tool call -> a Gemini functionCall part, its signature from
+    ``extra_content`` or, failing that, from a signed id."""
     fc: dict[str, Any] = {"name": str(name or ""), "args": args}
+    carried = None
     if isinstance(call_id, str) and call_id:
-        fc["id"] = call_id
+        fc["id"], carried = split_call_id(call_id)
     part: dict[str, Any] = {"functionCall": fc}
     google = extra.get("google") if isinstance(extra, dict) else None
     signature = google.get("thought_signature") if isinstance(google, dict) else None
     if isinstance(signature, str) and signature:
         part["thoughtSignature"] = signature
+    elif carried:
+        part["thoughtSignature"] = carried
     return part
 
 

@@ -31,8 +31,18 @@ class ChatStreamEncoder:
     """Gemini stream chunks -> OpenAI chat.completion.chunk dicts (the door adds ``[DONE]``)."""
 
     def __init__(
-        self, model: str, request_id: str, created: int, include_usage: bool = False
+        self,
+        model: str,
+        request_id: str,
+        created: int,
+        include_usage: bool = False,
+        *,
+        signed_ids: bool = True,
+        thought_tag: str | None = None,
     ) -> None:
+        self.signed_ids = signed_ids  # see MessageParts
+        self.thought_tag = thought_tag  # thoughts in the content between these tags
+        self._open_tags: set[int] = set()  # candidates whose thought tag is open
         self.model = model
         self.request_id = request_id
         self.created = created
@@ -69,17 +79,22 @@ class ChatStreamEncoder:
             if not isinstance(cand, dict):
                 continue
             index = cand.get("index", pos)
-            pieces = MessageParts()
+            pieces = MessageParts(signed_ids=self.signed_ids)
             content = cand.get("content")
             if isinstance(content, dict):
                 pieces.add(content.get("parts"))
             delta: dict[str, Any] = {}
             if index not in self._started:
                 delta["role"] = "assistant"
-            if pieces.texts:
-                delta["content"] = "".join(pieces.texts)
-            if pieces.thoughts:
-                delta["reasoning_content"] = "".join(pieces.thoughts)
+            if self.thought_tag:
+                text = self._tagged(index, pieces, bool(cand.get("finishReason")))
+                if text:
+                    delta["content"] = text
+            else:
+                if pieces.texts:
+                    delta["content"] = "".join(pieces.texts)
+                if pieces.thoughts:
+                    delta["reasoning_content"] = "".join(pieces.thoughts)
             if pieces.calls:
                 first = self._calls.get(index, 0)
                 delta["tool_calls"] = [
@@ -103,6 +118,21 @@ class ChatStreamEncoder:
                     delta["content"] = ""
             out.append(self._chunk([_choice(index, delta, finish, logprobs)]))
         return out
+
+    def _tagged(self, index: int, pieces: MessageParts, finishing: bool) -> str:
+        """This chunk's content with its thoughts inside the thought tag."""
+        tag = self.thought_tag
+        out: list[str] = []
+        if pieces.thoughts:
+            if index not in self._open_tags:
+                out.append(f"<{tag}>")
+                self._open_tags.add(index)
+            out.extend(pieces.thoughts)
+        if index in self._open_tags and (pieces.texts or finishing):
+            out.append(f"</{tag}>")
+            self._open_tags.discard(index)
+        out.extend(pieces.texts)
+        return "".join(out)
 
     def finish(self, usage_metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The closing usage chunk (``choices: []``) when the client asked for usage.

@@ -55,6 +55,9 @@ class CanonicalRequest:
     references: dict[str, Any] = field(default_factory=dict)
     resolve: Callable[[Any, Any], Awaitable[dict[str, Any]]] | None = None
     prefer: tuple[str, ...] = ()
+    # Client headers an upstream speaking the client's protocol must see with ``raw``
+    # (Anthropic's ``anthropic-beta``, ``anthropic-version``), lowercased names.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def stream(self) -> bool:
@@ -86,6 +89,7 @@ class UpstreamCall:
     credential: str | None = None
     request_id: str = ""
     client_bytes: int = 0  # size of the client's request body (0: unknown), for cheap bounds
+    headers: dict[str, str] = field(default_factory=dict)  # the door's, sent only with ``raw``
 
 
 @dataclass(slots=True)
