@@ -8,8 +8,6 @@ items it already runs stand between a client and a free channel.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class Traffic:
@@ -18,16 +16,19 @@ class Traffic:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    @contextmanager
-    def request(self) -> Iterator[None]:
+    def request(self) -> Traffic:
+        """A context manager counting one request in flight (the tracker itself: no
+        object per request)."""
+        return self
+
+    def __enter__(self) -> None:
         self.active += 1
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self.active -= 1
-            if self.active == 0:
-                self._idle.set()
+
+    def __exit__(self, *exc: object) -> None:
+        self.active -= 1
+        if self.active == 0:
+            self._idle.set()
 
     async def idle(self) -> None:
         """Return once no interactive request is in flight."""
