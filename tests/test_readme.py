@@ -256,6 +256,11 @@ def test_quickstart_python(gateway: ZeroConfigGateway, created: CreatedKey, snip
             message = json.loads(ex.body)
             assert message["stop_reason"] == "end_turn", message
             assert "".join(b.get("text", "") for b in message["content"]).strip(), message
+        elif ex.path.split("?")[0].endswith("/v1/responses"):
+            response = json.loads(ex.body)
+            assert response["status"] == "completed", response
+            texts = [c.get("text", "") for item in response["output"] for c in item.get("content") or ()]
+            assert "".join(texts).strip(), response
         else:
             continue
         generated += 1
